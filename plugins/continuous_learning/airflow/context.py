@@ -1,0 +1,51 @@
+"""Shared by the operators: settings from a task's context (DAG Params as overrides)."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from continuous_learning.config import ConfigError, Settings, load_settings
+
+# DAG Param name -> settings key. Params left at None keep the configured value.
+PARAM_SETTINGS = {
+    "lookback_days": "dataset.lookback_days",
+    "min_train_rows": "dataset.min_train_rows",
+    "algorithm": "trainer.algorithm",
+    "learning_rate": "trainer.learning_rate",
+    "max_steps": "trainer.max_steps",
+    "samples_per_prompt": "trainer.samples_per_prompt",
+    "prompts_per_step": "trainer.prompts_per_step",
+    "eval_max_prompts": "evaluation.max_prompts",
+    "gate_margin": "evaluation.margin",
+}
+
+
+def settings_from_context(context: Any, extra: dict[str, Any] | None = None) -> Settings:
+    params = context.get("params") or {}
+    overrides = {key: params[name] for name, key in PARAM_SETTINGS.items() if params.get(name) is not None}
+    overrides.update(extra or {})
+    return load_settings(overrides=overrides)
+
+
+def run_identity(context: Any) -> str:
+    return f"{context['dag'].dag_id}__{context['run_id']}"
+
+
+def window_end(context: Any) -> date:
+    """The training window's last day: the ``window_end`` Param, else the day before the run's date."""
+    params = context.get("params") or {}
+    if params.get("window_end"):
+        return date.fromisoformat(str(params["window_end"]))
+    when = context.get("logical_date") or context["dag_run"].run_after
+    return (when - timedelta(days=1)).date()
+
+
+def task_settings(context: Any) -> Settings:
+    """Settings for a task; a bad value fails the task at once (no retries), naming the key."""
+    try:
+        return settings_from_context(context)
+    except ConfigError as exc:
+        raise AirflowFailException(str(exc)) from None

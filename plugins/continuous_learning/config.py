@@ -1,0 +1,213 @@
+"""Typed settings per environment.
+
+Precedence, highest first: explicit overrides (DAG Params, CLI flags), environment variables
+(``CL_TRAINER__LEARNING_RATE=1e-5``), then the environment's TOML file under ``environments/``.
+A bad value raises :class:`ConfigError` naming the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+EnvironmentName = Literal["local", "prod"]
+ENVIRONMENTS_DIR = Path(__file__).parent / "environments"
+REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
+
+
+class ConfigError(ValueError):
+    """A setting is missing, unreadable or out of its allowed range."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StorageSettings(_Section):
+    root: str = Field(description="Base URI for all data: file://... or s3://bucket/prefix")
+
+    @field_validator("root")
+    @classmethod
+    def _resolve_root(cls, value: str) -> str:
+        if value.startswith("s3://"):
+            if len(value) <= len("s3://"):
+                raise ValueError("s3:// URI needs a bucket")
+            return value.rstrip("/")
+        if value.startswith("file://"):
+            path = Path(value.removeprefix("file://")).expanduser()
+            if not path.is_absolute():
+                path = Path(os.environ.get("CL_HOME", REPOSITORY_ROOT)) / path
+            return "file://" + str(path.resolve())
+        raise ValueError("must start with file:// or s3://")
+
+    def uri(self, *parts: str) -> str:
+        return "/".join([self.root, *[p.strip("/") for p in parts if p]])
+
+    @property
+    def raw_uri(self) -> str:
+        return self.uri("raw")
+
+    @property
+    def feedback_uri(self) -> str:
+        return self.uri("feedback")
+
+    @property
+    def data_uri(self) -> str:
+        return self.uri("data")
+
+    @property
+    def runs_uri(self) -> str:
+        return self.uri("runs")
+
+    @property
+    def registry_uri(self) -> str:
+        return self.uri("registry")
+
+
+class IngestSettings(_Section):
+    max_record_bytes: int = Field(gt=0)
+    max_quarantine_share: float = Field(ge=0.0, le=1.0)
+
+
+class DatasetSettings(_Section):
+    lookback_days: int = Field(ge=1, le=90)
+    min_train_rows: int = Field(ge=1)
+    validation_share: float = Field(ge=0.0, lt=0.5)
+    test_share: float = Field(gt=0.0, lt=0.5)
+
+
+class ComputeSettings(_Section):
+    backend: Literal["local_ray", "kuberay"]
+    local_ray_num_cpus: int = Field(ge=1)
+    job_timeout_s: int = Field(gt=0)
+    cluster_startup_timeout_s: int = Field(gt=0)
+
+
+class TrainerSettings(_Section):
+    engine: Literal["cpu", "verl"]
+    algorithm: Literal["grpo", "ppo"]
+    learning_rate: float = Field(gt=0.0, le=1.0)
+    max_steps: int = Field(ge=1)
+    samples_per_prompt: int = Field(ge=2)
+    prompts_per_step: int = Field(ge=1)
+    max_completion_tokens: int = Field(ge=1)
+    warm_start_steps: int = Field(ge=0)
+    warm_start_share: float = Field(ge=0.0, le=1.0)
+    seed: int
+    threads: int = Field(ge=1)
+
+
+class EvaluationSettings(_Section):
+    max_prompts: int = Field(ge=1)
+    margin: float
+    confidence: float = Field(gt=0.5, lt=1.0)
+    bootstrap_resamples: int = Field(ge=100)
+    seed: int
+
+
+class RegistrySettings(_Section):
+    sagemaker_model_package_group: str | None = None
+
+
+class _EnvironmentFileSource(PydanticBaseSettingsSource):
+    """Reads ``environments/<env>.toml``; the env comes from overrides or ``CL_ENV``."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        env = self.current_state.get("env") or "local"
+        allowed = get_args(EnvironmentName)
+        if env not in allowed:
+            raise ConfigError(f"env: unknown environment {env!r}; allowed: {', '.join(allowed)}")
+        path = ENVIRONMENTS_DIR / f"{env}.toml"
+        try:
+            with path.open("rb") as fh:
+                return tomllib.load(fh)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read settings file {path}: {exc}") from exc
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CL_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    env: EnvironmentName
+    storage: StorageSettings
+    ingest: IngestSettings
+    dataset: DatasetSettings
+    compute: ComputeSettings
+    trainer: TrainerSettings
+    evaluation: EvaluationSettings
+    registry: RegistrySettings = RegistrySettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _EnvironmentFileSource(settings_cls)
+
+    def with_overrides(self, overrides: dict[str, Any]) -> Settings:
+        """A copy with dotted-key overrides (``{"trainer.max_steps": 5}``) applied and validated."""
+        return load_settings(self.env, {**_flatten(self.model_dump()), **overrides})
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def _nest(overrides: dict[str, Any]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for dotted, value in overrides.items():
+        node = nested
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{dotted}: {part!r} is a value, not a section")
+        node[leaf] = value
+    return nested
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(p) for p in item["loc"]) or "<root>"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown setting"
+        got = item.get("input")
+        suffix = "" if isinstance(got, dict) or got is None else f" (got {got!r})"
+        lines.append(f"{key}: {message}{suffix}")
+    return "invalid settings: " + "; ".join(lines)
+
+
+def load_settings(env: str | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Load settings for ``env`` (default: ``CL_ENV`` or ``local``) with dotted-key overrides."""
+    init: dict[str, Any] = _nest(overrides or {})
+    chosen = env or init.get("env") or os.environ.get("CL_ENV")
+    if chosen:
+        init["env"] = chosen
+    try:
+        return Settings(**init)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None

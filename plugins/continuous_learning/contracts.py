@@ -1,0 +1,138 @@
+"""Versioned JSON documents between the Airflow side and the trainer (a spec in, a result out)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from continuous_learning import storage
+
+
+class ContractError(ValueError):
+    """A spec or result document is missing or does not match its schema."""
+
+
+class _Document(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    @classmethod
+    def read(cls, uri: str) -> Any:
+        try:
+            return cls.model_validate_json(storage.read_bytes(uri))
+        except ValidationError as exc:
+            raise ContractError(f"{uri} is not a valid {cls.__name__}: {exc}") from None
+        except storage.StorageError as exc:
+            raise ContractError(f"cannot read {cls.__name__} at {uri}: {exc}") from None
+
+    def write(self, uri: str) -> str:
+        storage.write_bytes(uri, self.model_dump_json(indent=2).encode() + b"\n")
+        return uri
+
+
+class DatasetRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dataset_id: str
+    train_uri: str
+    validation_uri: str
+    test_uri: str
+    manifest_uri: str
+
+
+class RewardWeights(BaseModel):
+    """How much each part of a response's score counts; see the trainer's reward module."""
+
+    model_config = ConfigDict(extra="forbid")
+    format: float = Field(0.2, ge=0)
+    tool_name: float = Field(0.4, ge=0)
+    arguments: float = Field(0.4, ge=0)
+    text: float = Field(1.0, ge=0)
+    negative_penalty: float = Field(0.5, ge=0)
+
+
+class Hyperparameters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    learning_rate: float = Field(gt=0)
+    max_steps: int = Field(ge=1)
+    samples_per_prompt: int = Field(ge=2)
+    prompts_per_step: int = Field(ge=1)
+    max_completion_tokens: int = Field(ge=1)
+    kl_coef: float = Field(0.0, ge=0)
+    temperature: float = Field(1.0, gt=0)
+    seed: int = 0
+    checkpoint_every: int = Field(10, ge=1)
+
+
+class Resources(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    nnodes: int = Field(1, ge=1)
+    n_gpus_per_node: int = Field(0, ge=0)
+    cpu_threads: int = Field(2, ge=1)
+
+
+class RunSpec(_Document):
+    schema_version: Literal[1] = 1
+    run_id: str = Field(min_length=1)
+    engine: Literal["cpu", "verl"]
+    algorithm: Literal["grpo", "ppo"] = "grpo"
+    dataset: DatasetRef
+    base_model_uri: str
+    base_model_version: str
+    output_uri: str
+    hyperparameters: Hyperparameters
+    resources: Resources = Resources()
+    reward_weights: RewardWeights = RewardWeights()
+    resume: bool = True
+
+
+class TrainResult(_Document):
+    schema_version: Literal[1] = 1
+    run_id: str
+    status: Literal["succeeded", "failed"]
+    model_uri: str | None
+    base_model_version: str
+    dataset_id: str
+    steps: int
+    metrics: dict[str, float]
+    history: list[dict[str, float]]
+    versions: dict[str, str]
+    started_at: datetime
+    finished_at: datetime
+    error: str | None = None
+
+
+class BootstrapSpec(_Document):
+    """Build the day-0 production model: a tokenizer trained on the corpus, then a short SFT warm start."""
+
+    schema_version: Literal[1] = 1
+    run_id: str
+    dataset: DatasetRef
+    output_uri: str
+    warm_start_steps: int = Field(ge=0)
+    warm_start_share: float = Field(ge=0, le=1)
+    seed: int = 0
+    cpu_threads: int = Field(2, ge=1)
+
+
+class EvalSpec(_Document):
+    schema_version: Literal[1] = 1
+    run_id: str
+    prompts_uri: str
+    models: dict[str, str] = Field(description="label -> model URI, e.g. candidate and production")
+    max_prompts: int = Field(ge=1)
+    max_completion_tokens: int = Field(ge=1)
+    output_uri: str
+    reward_weights: RewardWeights = RewardWeights()
+    engine: Literal["cpu", "sglang"] = "cpu"
+    cpu_threads: int = Field(2, ge=1)
+
+
+class EvalResult(_Document):
+    schema_version: Literal[1] = 1
+    run_id: str
+    scores_uri: str = Field(description="parquet: one row per prompt and model")
+    prompts: int
+    mean_reward: dict[str, float]
+    tool_call_validity: dict[str, float]
+    mean_response_chars: dict[str, float]

@@ -1,0 +1,40 @@
+"""``python -m continuous_learning_trainer {train,bootstrap,evaluate} --spec URI``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from continuous_learning.contracts import BootstrapSpec, EvalSpec, RunSpec
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="continuous_learning_trainer")
+    parser.add_argument("command", choices=["train", "bootstrap", "evaluate"])
+    parser.add_argument("--spec", required=True, help="URI of the spec document (file:// or s3://)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "bootstrap":
+        from continuous_learning_trainer.cpu_engine import bootstrap
+
+        uri = bootstrap(BootstrapSpec.read(args.spec))
+        print(json.dumps({"model_uri": uri}))
+    elif args.command == "train":
+        spec = RunSpec.read(args.spec)
+        if spec.engine != "cpu":
+            parser.error(f"engine {spec.engine!r} is not available in this build; this build has: cpu")
+        from continuous_learning_trainer.cpu_engine import train
+
+        result = train(spec)
+        print(result.model_dump_json())
+    else:
+        from continuous_learning_trainer.evaluate import run_evaluation
+
+        print(run_evaluation(EvalSpec.read(args.spec)).model_dump_json())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""Reward functions: one module for both engines and for evaluation.
+
+A response is scored against the reference of its prompt (``reward_model.ground_truth``, a JSON
+object ``{"content", "tool_calls", "negatives"}``):
+
+- tool-call references: format validity (parses, and arguments validate against the tool's JSON
+  schema) + tool name match + share of reference arguments matched, weighted by ``RewardWeights``;
+- text references: token-level F1 against the reference text;
+- minus ``negative_penalty`` when the response repeats a reference the user rejected.
+
+To add a component: compute it in :func:`score_response`, add its weight to ``RewardWeights`` in
+``continuous_learning.contracts`` and report it in ``RewardBreakdown``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import jsonschema
+
+from continuous_learning.contracts import RewardWeights
+
+TOOL_CALL_RE = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class ParsedResponse:
+    text: str
+    tool_calls: list[dict[str, Any]]
+    malformed_calls: int
+
+
+@dataclass(frozen=True)
+class RewardBreakdown:
+    total: float
+    format_valid: bool
+    tool_name: float
+    arguments: float
+    text: float
+    negative_hit: bool
+
+
+def format_tool_call(name: str, arguments: dict[str, Any]) -> str:
+    """The text form of one tool call, as the CPU engine's models read and write it."""
+    body = json.dumps({"name": name, "arguments": arguments}, separators=(",", ":"))
+    return f"<tool_call>{body}</tool_call>"
+
+
+def format_reference(reference: dict[str, Any]) -> str:
+    calls = "".join(format_tool_call(c["name"], c["arguments"]) for c in reference.get("tool_calls") or [])
+    return calls or (reference.get("content") or "")
+
+
+def parse_response(text: str) -> ParsedResponse:
+    calls = []
+    malformed = 0
+    for body in TOOL_CALL_RE.findall(text):
+        try:
+            call = json.loads(body)
+        except json.JSONDecodeError:
+            malformed += 1
+            continue
+        if not isinstance(call, dict) or not isinstance(call.get("name"), str):
+            malformed += 1
+            continue
+        arguments = call.get("arguments", {})
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments)
+            except json.JSONDecodeError:
+                malformed += 1
+                continue
+        if not isinstance(arguments, dict):
+            malformed += 1
+            continue
+        calls.append({"name": call["name"], "arguments": arguments})
+    if "<tool_call>" in text and text.count("<tool_call>") > len(calls) + malformed:
+        malformed += text.count("<tool_call>") - len(calls) - malformed
+    remainder = TOOL_CALL_RE.sub("", text).strip()
+    return ParsedResponse(remainder, calls, malformed)
+
+
+def _tool_schemas(tools: list[dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    schemas = {}
+    for tool in tools or []:
+        function = tool.get("function", tool)
+        if "name" in function:
+            schemas[function["name"]] = function.get("parameters") or {"type": "object"}
+    return schemas
+
+
+def _valid_against(call: dict[str, Any], schemas: dict[str, dict[str, Any]]) -> bool:
+    if not schemas:
+        return True
+    schema = schemas.get(call["name"])
+    if schema is None:
+        return False
+    try:
+        jsonschema.validate(call["arguments"], schema)
+    except jsonschema.ValidationError:
+        return False
+    return True
+
+
+def _token_f1(prediction: str, reference: str) -> float:
+    pred, ref = prediction.lower().split(), reference.lower().split()
+    if not pred or not ref:
+        return float(pred == ref)
+    common = sum((Counter(pred) & Counter(ref)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(pred), common / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def _same_calls(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
+    def key(calls: list[dict[str, Any]]) -> list[str]:
+        return sorted(json.dumps(c, sort_keys=True) for c in calls)
+
+    return key(a) == key(b)
+
+
+def score_response(
+    response: str,
+    reference: dict[str, Any],
+    tools: list[dict[str, Any]] | None = None,
+    weights: RewardWeights | None = None,
+) -> RewardBreakdown:
+    weights = weights or RewardWeights()
+    parsed = parse_response(response)
+    ref_calls = reference.get("tool_calls") or []
+    negatives = reference.get("negatives") or []
+    schemas = _tool_schemas(tools)
+    format_valid = parsed.malformed_calls == 0 and all(_valid_against(c, schemas) for c in parsed.tool_calls)
+    name_score = args_score = text_score = 0.0
+    if ref_calls:
+        ref_names = Counter(c["name"] for c in ref_calls)
+        got_names = Counter(c["name"] for c in parsed.tool_calls)
+        name_score = sum((ref_names & got_names).values()) / max(sum(ref_names.values()), sum(got_names.values()))
+        matched = total = 0
+        for ref in ref_calls:
+            candidates = [c for c in parsed.tool_calls if c["name"] == ref["name"]]
+            total += len(ref["arguments"]) or 1
+            if not candidates:
+                continue
+            best = max(
+                sum(1 for k, v in ref["arguments"].items() if str(c["arguments"].get(k)) == str(v))
+                for c in candidates
+            )
+            extra = max(len(set(c["arguments"]) - set(ref["arguments"])) for c in candidates)
+            matched += max(best - extra, 0) if ref["arguments"] else 1
+        args_score = matched / total if total else 0.0
+        total_score = (
+            weights.format * float(format_valid and bool(parsed.tool_calls))
+            + weights.tool_name * name_score
+            + weights.arguments * args_score
+        ) / max(weights.format + weights.tool_name + weights.arguments, 1e-9)
+    else:
+        text_score = _token_f1(parsed.text, reference.get("content") or "")
+        penalty_calls = 0.5 if parsed.tool_calls else 0.0
+        total_score = max(text_score - penalty_calls, 0.0)
+    negative_hit = False
+    for negative in negatives:
+        if negative.get("tool_calls") and parsed.tool_calls and _same_calls(parsed.tool_calls, negative["tool_calls"]):
+            negative_hit = True
+        elif not negative.get("tool_calls") and negative.get("content") and not parsed.tool_calls:
+            negative_hit = negative_hit or _token_f1(parsed.text, negative["content"]) > 0.9
+    if negative_hit:
+        total_score -= weights.negative_penalty
+    return RewardBreakdown(total_score, format_valid, name_score, args_score, text_score, negative_hit)
+
+
+def compute_score(
+    data_source: str, solution_str: str, ground_truth: str, extra_info: dict[str, Any] | None = None
+) -> float:
+    """VeRL's ``reward.custom_reward_function`` entry point."""
+    tools_json = (extra_info or {}).get("tools_json")
+    tools = json.loads(tools_json) if tools_json else None
+    return score_response(solution_str, json.loads(ground_truth), tools).total
