@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param
-
 from continuous_learning.airflow.operators import (
     AssembleTrainingDatasetOperator,
     EnsureBaseModelOperator,
@@ -36,22 +35,39 @@ with DAG(
     tags=["continuous-learning", "training"],
     doc_md=__doc__,
     params={
-        "window_end": Param(None, type=["null", "string"], format="date", title="Window end (YYYY-MM-DD)",
-                            description="Last day of the training window. Empty: the day before the run."),
+        "window_end": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            title="Window end (YYYY-MM-DD)",
+            description="Last day of the training window. Empty: the day before the run.",
+        ),
         "lookback_days": Param(None, type=["null", "integer"], minimum=1, maximum=90, title="Lookback days"),
-        "base_model_version": Param("production", type="string", title="Base model version",
-                                    description="Registry version to train from, or 'production'."),
+        "base_model_version": Param(
+            "production",
+            type="string",
+            title="Base model version",
+            description="Registry version to train from, or 'production'.",
+        ),
         "algorithm": Param(None, type=["null", "string"], enum=[None, "grpo", "ppo"], title="Algorithm"),
-        "learning_rate": Param(None, type=["null", "number"], exclusiveMinimum=0, maximum=1, title="Learning rate"),
+        "learning_rate": Param(
+            None, type=["null", "number"], exclusiveMinimum=0, maximum=1, title="Learning rate"
+        ),
         "max_steps": Param(None, type=["null", "integer"], minimum=1, title="Max steps"),
         "samples_per_prompt": Param(None, type=["null", "integer"], minimum=2, title="Samples per prompt"),
-        "skip_promotion": Param(False, type="boolean", title="Skip promotion",
-                                description="Train and evaluate, but never move the production alias."),
+        "skip_promotion": Param(
+            False,
+            type="boolean",
+            title="Skip promotion",
+            description="Train and evaluate, but never move the production alias.",
+        ),
     },
 ):
     dataset = AssembleTrainingDatasetOperator(task_id="assemble_dataset")
     cluster = CreateRayClusterOperator(task_id="create_ray_cluster")
-    base = EnsureBaseModelOperator(task_id="ensure_base_model", cluster=cluster.output, dataset=dataset.output)
+    base = EnsureBaseModelOperator(
+        task_id="ensure_base_model", cluster=cluster.output, dataset=dataset.output
+    )
     candidate = TrainCandidateOperator(
         task_id="train_candidate", cluster=cluster.output, dataset=dataset.output, base=base.output
     )

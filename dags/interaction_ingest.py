@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Asset, CronDataIntervalTimetable
-
 from continuous_learning.airflow.operators import BuildRewardPartitionOperator, IngestDayOperator
 
 REWARD_PARTITIONS = Asset(name="continuous_learning.reward_partitions")

@@ -128,7 +128,10 @@ def main() -> int:
     for offset in range(DAYS):
         day = START + timedelta(days=offset)
         say(f"{day}: interaction_ingest")
-        run(["airflow", "dags", "test", "interaction_ingest", day.isoformat()], f"interaction_ingest-{day}.log")
+        run(
+            ["airflow", "dags", "test", "interaction_ingest", day.isoformat()],
+            f"interaction_ingest-{day}.log",
+        )
         before = {p.name for p in runs.iterdir()} if runs.exists() else set()
         say(f"{day}: continuous_training (window ending {day}; Ray head, train, evaluate, gate, teardown)")
         run_date = f"{day + timedelta(days=1)}T06:00:00+00:00"

@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
 from continuous_learning import storage
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
 class ContractError(ValueError):

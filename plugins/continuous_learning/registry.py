@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
 from continuous_learning import storage
+from pydantic import BaseModel, ConfigDict
 
 ALIASES = ("production", "previous", "candidate")
 
@@ -89,7 +88,7 @@ class ModelRegistry:
             version = ModelVersion(
                 version=f"v{number}",
                 model_uri=model_uri,
-                created_at=datetime.now(timezone.utc),
+                created_at=datetime.now(UTC),
                 run_id=run_id,
                 parent_version=parent_version,
                 dataset_id=dataset_id,
@@ -103,7 +102,9 @@ class ModelRegistry:
 
     def _revisions(self, alias: str) -> list[str]:
         return sorted(
-            o.uri for o in storage.list_objects(storage.join(self.uri, "aliases", alias)) if o.uri.endswith(".json")
+            o.uri
+            for o in storage.list_objects(storage.join(self.uri, "aliases", alias))
+            if o.uri.endswith(".json")
         )
 
     def alias(self, alias: str) -> AliasRevision | None:
@@ -116,7 +117,12 @@ class ModelRegistry:
         return [AliasRevision.model_validate_json(storage.read_bytes(u)) for u in self._revisions(alias)]
 
     def move_alias(
-        self, alias: str, version: str, reason: str, run_id: str | None = None, expected_revision: int | None = None
+        self,
+        alias: str,
+        version: str,
+        reason: str,
+        run_id: str | None = None,
+        expected_revision: int | None = None,
     ) -> AliasRevision:
         """Point ``alias`` at ``version``. With ``expected_revision``, fail unless the alias is still there."""
         if alias not in ALIASES:
@@ -134,7 +140,7 @@ class ModelRegistry:
             revision=current_revision + 1,
             version=version,
             previous_version=current.version if current else None,
-            moved_at=datetime.now(timezone.utc),
+            moved_at=datetime.now(UTC),
             reason=reason,
             run_id=run_id,
         )
@@ -147,7 +153,9 @@ class ModelRegistry:
             )
         return revision
 
-    def promote(self, version: str, reason: str, run_id: str | None, expected_revision: int | None) -> AliasRevision:
+    def promote(
+        self, version: str, reason: str, run_id: str | None, expected_revision: int | None
+    ) -> AliasRevision:
         """Make ``version`` production; the old production becomes ``previous``."""
         old = self.alias("production")
         moved = self.move_alias("production", version, reason, run_id, expected_revision)

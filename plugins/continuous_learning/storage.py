@@ -233,9 +233,7 @@ def store_for(uri: str) -> ObjectStore:
         from botocore.config import Config
 
         retries = Config(retries={"max_attempts": 8, "mode": "adaptive"})
-        return S3Store(
-            boto3.client("s3", endpoint_url=os.environ.get("CL_S3_ENDPOINT_URL"), config=retries)
-        )
+        return S3Store(boto3.client("s3", endpoint_url=os.environ.get("CL_S3_ENDPOINT_URL"), config=retries))
     raise StorageError(f"unsupported URI scheme (use file:// or s3://): {uri}")
 
 

@@ -67,7 +67,10 @@ def assemble_training_dataset(settings: Settings, end: date) -> DatasetRef:
         settings.storage.data_uri,
         end,
         settings.dataset.lookback_days,
-        config={"validation_share": settings.dataset.validation_share, "test_share": settings.dataset.test_share},
+        config={
+            "validation_share": settings.dataset.validation_share,
+            "test_share": settings.dataset.test_share,
+        },
     )
     if dataset.counts["train"] < settings.dataset.min_train_rows:
         raise NotEnoughData(

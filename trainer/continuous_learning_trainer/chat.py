@@ -24,7 +24,11 @@ def render_message_body(message: dict[str, Any]) -> str:
     for call in message.get("tool_calls") or []:
         function = call["function"]
         arguments = function["arguments"]
-        parts.append(format_tool_call(function["name"], json.loads(arguments) if isinstance(arguments, str) else arguments))
+        parts.append(
+            format_tool_call(
+                function["name"], json.loads(arguments) if isinstance(arguments, str) else arguments
+            )
+        )
     return "".join(parts)
 
 

@@ -11,14 +11,14 @@ import json
 import logging
 import random
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
-
 from continuous_learning import storage
 from continuous_learning.contracts import BootstrapSpec, RewardWeights, RunSpec, TrainResult
+
 from continuous_learning_trainer.chat import END, render_prompt
 from continuous_learning_trainer.rewards import format_reference, score_response
 
@@ -53,11 +53,15 @@ def _versions() -> dict[str, str]:
 
 
 def make_reward_function(weights: RewardWeights) -> Any:
-    def agent_reward(completions: list[str], ground_truth: list[str], tools_json: list[str], **_: Any) -> list[float]:
+    def agent_reward(
+        completions: list[str], ground_truth: list[str], tools_json: list[str], **_: Any
+    ) -> list[float]:
         scores = []
         for completion, truth, tools in zip(completions, ground_truth, tools_json, strict=True):
             text = completion.split(END, 1)[0]
-            scores.append(score_response(text, json.loads(truth), json.loads(tools) if tools else None, weights).total)
+            scores.append(
+                score_response(text, json.loads(truth), json.loads(tools) if tools else None, weights).total
+            )
         return scores
 
     return agent_reward
@@ -85,7 +89,10 @@ def bootstrap(spec: BootstrapSpec) -> str:
         out = Path(tmp) / "model"
         if spec.warm_start_steps > 0:
             data = Dataset.from_list(
-                [{"prompt": r["prompt"], "completion": format_reference(json.loads(r["ground_truth"]))} for r in warm]
+                [
+                    {"prompt": r["prompt"], "completion": format_reference(json.loads(r["ground_truth"]))}
+                    for r in warm
+                ]
             )
             config = SFTConfig(
                 output_dir=str(Path(tmp) / "sft"),
@@ -105,12 +112,14 @@ def bootstrap(spec: BootstrapSpec) -> str:
             )
             trainer = SFTTrainer(model=model, args=config, train_dataset=data, processing_class=tokenizer)
             trainer.train()
-            model = trainer.model
-        model.save_pretrained(out)
+        trainer_model: Any = model if spec.warm_start_steps <= 0 else trainer.model
+        trainer_model.save_pretrained(out)
         tokenizer.save_pretrained(out)
         uri = storage.join(spec.output_uri, "model")
         storage.upload_dir(out, uri)
-    log.info("base model written to %s (warm start: %d steps on %d rows)", uri, spec.warm_start_steps, len(warm))
+    log.info(
+        "base model written to %s (warm start: %d steps on %d rows)", uri, spec.warm_start_steps, len(warm)
+    )
     return uri
 
 
@@ -130,7 +139,7 @@ def train(spec: RunSpec) -> TrainResult:
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     torch.set_num_threads(spec.resources.cpu_threads)
     hp = spec.hyperparameters
     rows = load_prompts(spec.dataset.train_uri)
@@ -191,7 +200,8 @@ def train(spec: RunSpec) -> TrainResult:
             if "reward" in entry
         ]
         final = Path(tmp) / "final"
-        trainer.model.save_pretrained(final)
+        trained: Any = trainer.model
+        trained.save_pretrained(final)
         tokenizer.save_pretrained(final)
         model_uri = storage.join(spec.output_uri, "model")
         storage.upload_dir(final, model_uri)
@@ -214,7 +224,7 @@ def train(spec: RunSpec) -> TrainResult:
         history=history,
         versions=_versions(),
         started_at=started,
-        finished_at=datetime.now(timezone.utc),
+        finished_at=datetime.now(UTC),
     )
     result.write(storage.join(spec.output_uri, "result.json"))
     return result

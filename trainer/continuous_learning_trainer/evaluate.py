@@ -14,9 +14,9 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-
 from continuous_learning import storage
 from continuous_learning.contracts import EvalResult, EvalSpec
+
 from continuous_learning_trainer.chat import END
 from continuous_learning_trainer.cpu_engine import load_prompts
 from continuous_learning_trainer.rewards import score_response
@@ -58,7 +58,9 @@ def generate_cpu(model_dir: Path, prompts: list[str], max_new_tokens: int, batch
                 pad_token_id=tokenizer.pad_token_id,
             )
         new_tokens = generated[:, batch["input_ids"].shape[1] :]
-        outputs.extend(t.split(END, 1)[0] for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=False))
+        outputs.extend(
+            t.split(END, 1)[0] for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=False)
+        )
     return [o.replace("<|pad|>", "") for o in outputs]
 
 

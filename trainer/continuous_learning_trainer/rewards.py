@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import jsonschema
-
 from continuous_learning.contracts import RewardWeights
 
 TOOL_CALL_RE = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
@@ -140,7 +139,9 @@ def score_response(
     if ref_calls:
         ref_names = Counter(c["name"] for c in ref_calls)
         got_names = Counter(c["name"] for c in parsed.tool_calls)
-        name_score = sum((ref_names & got_names).values()) / max(sum(ref_names.values()), sum(got_names.values()))
+        name_score = sum((ref_names & got_names).values()) / max(
+            sum(ref_names.values()), sum(got_names.values())
+        )
         matched = total = 0
         for ref in ref_calls:
             candidates = [c for c in parsed.tool_calls if c["name"] == ref["name"]]
@@ -165,7 +166,11 @@ def score_response(
         total_score = max(text_score - penalty_calls, 0.0)
     negative_hit = False
     for negative in negatives:
-        if negative.get("tool_calls") and parsed.tool_calls and _same_calls(parsed.tool_calls, negative["tool_calls"]):
+        if (
+            negative.get("tool_calls")
+            and parsed.tool_calls
+            and _same_calls(parsed.tool_calls, negative["tool_calls"])
+        ):
             negative_hit = True
         elif not negative.get("tool_calls") and negative.get("content") and not parsed.tool_calls:
             negative_hit = negative_hit or _token_f1(parsed.text, negative["content"]) > 0.9

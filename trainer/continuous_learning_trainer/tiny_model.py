@@ -30,7 +30,9 @@ def train_tokenizer(corpus: Iterable[str], vocab_size: int = 1024) -> PreTrained
     return fast
 
 
-def build_model(tokenizer: PreTrainedTokenizerFast, seed: int, hidden_size: int = 128, layers: int = 3) -> Qwen2ForCausalLM:
+def build_model(
+    tokenizer: PreTrainedTokenizerFast, seed: int, hidden_size: int = 128, layers: int = 3
+) -> Qwen2ForCausalLM:
     import torch
 
     torch.manual_seed(seed)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowFailException
-
 from continuous_learning.config import ConfigError, Settings, load_settings
+
+from airflow.sdk.exceptions import AirflowFailException
 
 # DAG Param name -> settings key. Params left at None keep the configured value.
 PARAM_SETTINGS = {

@@ -10,14 +10,14 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
-from airflow.sdk import BaseOperator, Context
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
-
 from continuous_learning import storage
 from continuous_learning.airflow.context import run_identity, task_settings, window_end
 from continuous_learning.config import Settings
 from continuous_learning.contracts import DatasetRef, EvalResult, TrainResult
 from continuous_learning.registry import ModelRegistry
+
+from airflow.sdk import BaseOperator, Context
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 
 class IngestDayOperator(BaseOperator):
@@ -49,7 +49,9 @@ class IngestDayOperator(BaseOperator):
         except IngestError as exc:
             raise AirflowFailException(str(exc)) from None
         if report.read == 0:
-            self.log.info("no raw records for %s under %s: wrote an empty partition", self.day, settings.storage.raw_uri)
+            self.log.info(
+                "no raw records for %s under %s: wrote an empty partition", self.day, settings.storage.raw_uri
+            )
         self.log.info(
             "read %d, accepted %d, duplicates %d, quarantined %d, redactions %s",
             report.read, report.accepted, report.duplicates, report.quarantined, report.redactions,
@@ -80,7 +82,13 @@ class BuildRewardPartitionOperator(BaseOperator):
             settings.dataset.validation_share,
             settings.dataset.test_share,
         )
-        self.log.info("reward partition %s: %d prompts (%s); skipped %s", self.day, report.prompts, report.by_split, report.skipped)
+        self.log.info(
+            "reward partition %s: %d prompts (%s); skipped %s",
+            self.day,
+            report.prompts,
+            report.by_split,
+            report.skipped,
+        )
         return dict(report.__dict__)
 
 
@@ -99,7 +107,9 @@ class AssembleTrainingDatasetOperator(BaseOperator):
         except NotEnoughData as exc:
             raise AirflowSkipException(f"skipping training: {exc}") from None
         manifest = storage.read_json(ref.manifest_uri)
-        self.log.info("dataset %s: %s rows by split, window ending %s", ref.dataset_id, manifest["counts"], end)
+        self.log.info(
+            "dataset %s: %s rows by split, window ending %s", ref.dataset_id, manifest["counts"], end
+        )
         return {**ref.model_dump(), "counts": manifest["counts"], "window_end": end.isoformat()}
 
 
@@ -128,7 +138,12 @@ class _RayJobOperator(BaseOperator):
             )
         except RayJobError as exc:
             raise RuntimeError(str(exc)) from None
-        self.log.info("Ray job %s %s%s", outcome.submission_id, outcome.status, " (re-attached)" if outcome.attached else "")
+        self.log.info(
+            "Ray job %s %s%s",
+            outcome.submission_id,
+            outcome.status,
+            " (re-attached)" if outcome.attached else "",
+        )
 
 
 class EnsureBaseModelOperator(_RayJobOperator):
@@ -157,11 +172,17 @@ class EnsureBaseModelOperator(_RayJobOperator):
                 storage.join(spec["output_uri"], "model"), run_id, None, dataset.dataset_id,
                 lineage={"kind": "bootstrap", "spec_uri": spec_uri, "dataset_manifest": dataset.manifest_uri},
             )  # fmt: skip
-            production = registry.promote(version.version, "bootstrap: day-0 base model", run_id, expected_revision=0)
+            production = registry.promote(
+                version.version, "bootstrap: day-0 base model", run_id, expected_revision=0
+            )
             self.log.info("registered %s as the first production model", version.version)
         base_version = production.version if requested == "production" else requested
         base = registry.get(base_version)
-        return {"version": base.version, "model_uri": base.model_uri, "production_revision": production.revision}
+        return {
+            "version": base.version,
+            "model_uri": base.model_uri,
+            "production_revision": production.revision,
+        }
 
     def _dataset_fields(self) -> dict[str, Any]:
         return {k: self.dataset[k] for k in DatasetRef.model_fields}
@@ -196,7 +217,12 @@ class TrainCandidateOperator(_RayJobOperator):
         registry.move_alias("candidate", version.version, f"trained by {run_id}", run_id)
         self.log.info("candidate %s: reward %.3f -> %.3f over %d steps", version.version,
                       result.metrics["reward_first"], result.metrics["reward_last"], result.steps)  # fmt: skip
-        return {"version": version.version, "model_uri": result.model_uri, "steps": result.steps, **result.metrics}
+        return {
+            "version": version.version,
+            "model_uri": result.model_uri,
+            "steps": result.steps,
+            **result.metrics,
+        }
 
 
 class EvaluateCandidateOperator(_RayJobOperator):
@@ -239,7 +265,9 @@ class EvaluationGateOperator(BaseOperator):
 
         settings = task_settings(context)
         e = settings.evaluation
-        config = GateConfig(margin=e.margin, confidence=e.confidence, resamples=e.bootstrap_resamples, seed=e.seed)
+        config = GateConfig(
+            margin=e.margin, confidence=e.confidence, resamples=e.bootstrap_resamples, seed=e.seed
+        )
         decision = decide(self.evaluation["scores_uri"], config)
         document = decision.as_dict()
         storage.write_json(run_paths(settings, run_identity(context)).gate, document)
@@ -264,7 +292,9 @@ class PromoteModelOperator(BaseOperator):
         params = context.get("params") or {}
         reasons = "; ".join(self.decision["reasons"])
         if params.get("skip_promotion"):
-            raise AirflowSkipException(f"promotion skipped by the skip_promotion Param (gate said: {reasons})")
+            raise AirflowSkipException(
+                f"promotion skipped by the skip_promotion Param (gate said: {reasons})"
+            )
         if not self.decision["promote"]:
             raise AirflowSkipException(f"gate rejected {self.candidate['version']}: {reasons}")
         settings = task_settings(context)

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from continuous_learning.airflow.context import task_settings
+
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
-
-from continuous_learning.airflow.context import task_settings
 
 
 class CreateRayClusterOperator(BaseOperator):

@@ -7,6 +7,7 @@ session's process group only.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -69,7 +70,9 @@ def _dashboard_ready(url: str) -> bool:
         return False
 
 
-def start_local_head(num_cpus: int, startup_timeout_s: float = 120.0, env: dict[str, str] | None = None) -> LocalRayHead:
+def start_local_head(
+    num_cpus: int, startup_timeout_s: float = 120.0, env: dict[str, str] | None = None
+) -> LocalRayHead:
     """Start a Ray head bound to 127.0.0.1 and wait until its job API answers."""
     ray_bin = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
     if ray_bin is None:
@@ -109,7 +112,12 @@ def start_local_head(num_cpus: int, startup_timeout_s: float = 120.0, env: dict[
         temp_dir=temp_dir,
         log_path=log_path,
     )
-    log.info("starting local Ray head (pgid %d, dashboard %s, temp dir %s)", process.pid, head.dashboard_url, temp_dir)
+    log.info(
+        "starting local Ray head (pgid %d, dashboard %s, temp dir %s)",
+        process.pid,
+        head.dashboard_url,
+        temp_dir,
+    )
     deadline = time.monotonic() + startup_timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -124,7 +132,7 @@ def start_local_head(num_cpus: int, startup_timeout_s: float = 120.0, env: dict[
     raise LocalRayError(f"local Ray head not ready within {startup_timeout_s:.0f} s; log: {log_path}")
 
 
-def _group_members(pgid: int, temp_dir: str) -> list[psutil.Process]:
+def _group_members(pgid: int) -> list[psutil.Process]:
     members = []
     for proc in psutil.process_iter(["pid"]):
         try:
@@ -137,21 +145,17 @@ def _group_members(pgid: int, temp_dir: str) -> list[psutil.Process]:
 
 def stop_local_head(head: LocalRayHead, grace_s: float = 15.0) -> int:
     """Stop the head's process group (TERM, then KILL) and remove its temp dir. Idempotent."""
-    members = _group_members(head.pgid, head.temp_dir)
+    members = _group_members(head.pgid)
     if members:
         log.info("stopping local Ray head: %d processes in group %d", len(members), head.pgid)
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(head.pgid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         _, alive = psutil.wait_procs(members, timeout=grace_s)
         if alive:
             log.warning("%d Ray processes ignored SIGTERM; sending SIGKILL", len(alive))
             for proc in alive:
-                try:
+                with contextlib.suppress(psutil.NoSuchProcess):
                     proc.kill()
-                except psutil.NoSuchProcess:
-                    pass
             psutil.wait_procs(alive, timeout=5)
     shutil.rmtree(head.temp_dir, ignore_errors=True)
     return len(members)

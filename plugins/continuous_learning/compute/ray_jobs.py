@@ -56,7 +56,9 @@ class RayJobRunner:
                 found.append((int(match.group(1)), str(job.status)))
         return sorted(found)
 
-    def submit_or_attach(self, base: str, entrypoint: str, env: dict[str, str] | None = None) -> tuple[str, bool]:
+    def submit_or_attach(
+        self, base: str, entrypoint: str, env: dict[str, str] | None = None
+    ) -> tuple[str, bool]:
         """The running or succeeded attempt of ``base``, else a new submission. Returns (id, attached)."""
         attempts = self._attempts(base)
         if attempts:
@@ -96,7 +98,9 @@ class RayJobRunner:
                 return status
             if time.monotonic() > deadline:
                 self.stop(submission_id)
-                raise RayJobError(f"Ray job {submission_id} still {status} after {timeout_s:.0f} s; stopped it")
+                raise RayJobError(
+                    f"Ray job {submission_id} still {status} after {timeout_s:.0f} s; stopped it"
+                )
             time.sleep(poll_s)
 
     def stop(self, submission_id: str) -> None:

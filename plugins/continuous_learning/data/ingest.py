@@ -19,8 +19,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import ValidationError
-
 from continuous_learning import storage
 from continuous_learning.data.pii import Redactor
 from continuous_learning.data.schema import (
@@ -31,6 +29,7 @@ from continuous_learning.data.schema import (
     LateFeedbackEvent,
     describe_validation_error,
 )
+from pydantic import ValidationError
 
 log = logging.getLogger(__name__)
 RAW_SUFFIXES = (".jsonl", ".jsonl.gz", ".json.gz", ".ndjson")
@@ -115,9 +114,10 @@ def _classify(line: bytes, max_bytes: int) -> tuple[InteractionV1 | None, str | 
     if not isinstance(obj, dict):
         return None, text, f"a record must be a JSON object, got {type(obj).__name__}"
     version = obj.get("schema_version")
-    if isinstance(version, int) and not isinstance(version, bool):
-        if version not in SUPPORTED_SCHEMA_VERSIONS:
-            return None, text, f"unsupported schema_version {version} (this code reads {SUPPORTED_SCHEMA_VERSIONS})"
+    known = isinstance(version, bool) or not isinstance(version, int) or version in SUPPORTED_SCHEMA_VERSIONS
+    if not known:
+        supported = ", ".join(map(str, SUPPORTED_SCHEMA_VERSIONS))
+        return None, text, f"unsupported schema_version {version} (this code reads: {supported})"
     try:
         return InteractionV1.model_validate(obj), text, None
     except ValidationError as exc:
@@ -153,7 +153,11 @@ def _feedback_score(events: list[dict[str, Any]]) -> float | None:
 
 
 def _load_late_feedback(
-    feedback_uri: str | None, day: date, horizon_days: int, report: IngestReport, quarantine: list[Quarantined]
+    feedback_uri: str | None,
+    day: date,
+    horizon_days: int,
+    report: IngestReport,
+    quarantine: list[Quarantined],
 ) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
     """Feedback events under ``dt=day .. dt=day+horizon``; malformed lines of ``dt=day`` are quarantined."""
     by_id: dict[str, list[dict[str, Any]]] = {}
@@ -179,8 +183,13 @@ def _load_late_feedback(
                             describe_validation_error(exc) if isinstance(exc, ValidationError) else str(exc)
                         )
                         quarantine.append(
-                            Quarantined(obj.uri, number, "feedback", f"invalid feedback: {reason}",
-                                        None if line is None else line.decode("utf-8", "replace"))
+                            Quarantined(
+                                obj.uri,
+                                number,
+                                "feedback",
+                                f"invalid feedback: {reason}",
+                                None if line is None else line.decode("utf-8", "replace"),
+                            )
                         )
                         report.feedback_quarantined += 1
                     continue
@@ -252,7 +261,9 @@ def ingest_day(
             source = f"{obj.uri}:{number}"
             if key in conflicted:
                 conflicted[key].append(source)
-                quarantine.append(Quarantined(obj.uri, number, "record", _conflict_reason(key, conflicted[key]), text))
+                quarantine.append(
+                    Quarantined(obj.uri, number, "record", _conflict_reason(key, conflicted[key]), text)
+                )
                 continue
             if key in accepted:
                 first = accepted.pop(key)
@@ -260,8 +271,13 @@ def ingest_day(
                 conflicted[key] = [first_source, source]
                 reason = _conflict_reason(key, conflicted[key])
                 quarantine.append(
-                    Quarantined(first.source_uri, first.source_line, "record", reason,
-                                first.record.model_dump_json(exclude_none=True))
+                    Quarantined(
+                        first.source_uri,
+                        first.source_line,
+                        "record",
+                        reason,
+                        first.record.model_dump_json(exclude_none=True),
+                    )
                 )
                 quarantine.append(Quarantined(obj.uri, number, "record", reason, text))
                 report.conflicts += 1
@@ -333,12 +349,19 @@ def ingest_day(
 
     curated_prefix = _day_prefix(storage.join(out_uri, "curated"), day)
     table = pa.Table.from_pylist(rows, schema=CURATED_SCHEMA)
-    manifest = {"kind": "curated_partition", "schema_version": 1, "report": report.as_dict(),
-                "inputs": [{"uri": o.uri, "size": o.size} for o in objects]}
-    manifest["report"]["curated_uri"] = curated_prefix
+    report.curated_uri = curated_prefix
+    manifest = {
+        "kind": "curated_partition",
+        "schema_version": 1,
+        "report": report.as_dict(),
+        "inputs": [{"uri": o.uri, "size": o.size} for o in objects],
+    }
     storage.commit_partition(
         curated_prefix,
-        {"interactions.parquet": _write_parquet(table), "manifest.json": json.dumps(manifest, indent=2, sort_keys=True).encode()},
+        {
+            "interactions.parquet": _write_parquet(table),
+            "manifest.json": json.dumps(manifest, indent=2, sort_keys=True).encode(),
+        },
         {"day": report.day, "rows": report.accepted},
     )
     report.curated_uri = curated_prefix

@@ -44,12 +44,16 @@ _RULES = [
     _Rule("AWS_ACCESS_KEY", re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b")),
     _Rule(
         "AWS_SECRET_KEY",
-        re.compile(r"(?i)(?<=aws_secret_access_key)[\s:=\"']+[A-Za-z0-9/+]{40}\b|\b[A-Za-z0-9/+]{40}(?=\s*$)"),
+        re.compile(
+            r"(?i)(?<=aws_secret_access_key)[\s:=\"']+[A-Za-z0-9/+]{40}\b|\b[A-Za-z0-9/+]{40}(?=\s*$)"
+        ),
     ),
     _Rule("BEARER_TOKEN", re.compile(r"(?i)\bbearer\s+[A-Za-z0-9\-._~+/]{16,}=*")),
     _Rule(
         "API_KEY",
-        re.compile(r"\b(?:sk|pk|rk)[-_](?:live|test|proj)?[-_]?[A-Za-z0-9]{16,}\b|\bgh[pousr]_[A-Za-z0-9]{36}\b|\bxox[abprs]-[A-Za-z0-9-]{10,}\b"),
+        re.compile(
+            r"\b(?:sk|pk|rk)[-_](?:live|test|proj)?[-_]?[A-Za-z0-9]{16,}\b|\bgh[pousr]_[A-Za-z0-9]{36}\b|\bxox[abprs]-[A-Za-z0-9-]{10,}\b"
+        ),
     ),
     _Rule("CREDIT_CARD", re.compile(r"\b(?:\d[ -]?){12,18}\d\b"), _luhn_ok),
     _Rule("US_SSN", re.compile(r"\b(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}\b")),
@@ -57,13 +61,17 @@ _RULES = [
         "IP_ADDRESS",
         re.compile(r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b"),
     ),
-    _Rule("IP_ADDRESS", re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])"), _ipv6_ok),
+    _Rule(
+        "IP_ADDRESS", re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])"), _ipv6_ok
+    ),
     _Rule(
         "PHONE",
         re.compile(
             r"(?:(?<=\s)|^|(?<=[:(,]))(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)[\s.-]?)?\d{2,4}[\s.-]\d{3,4}[\s.-]?\d{0,4}\b"
         ),
-        lambda s: 9 <= sum(c.isdigit() for c in s) <= 15 and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", s.strip()),
+        lambda s: (
+            9 <= sum(c.isdigit() for c in s) <= 15 and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", s.strip())
+        ),
     ),
 ]
 

@@ -17,7 +17,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-
 from continuous_learning import storage
 from continuous_learning.data.ingest import read_curated
 
@@ -121,8 +120,11 @@ def rows_from_curated(
         elif score is not None and score > 0:
             reference, source = _reference_of(final), "positive_feedback"
         else:
-            skipped["no correction and no positive feedback" if score is None or score == 0 else
-                    "negative feedback without correction"] += 1
+            skipped[
+                "no correction and no positive feedback"
+                if score is None or score == 0
+                else "negative feedback without correction"
+            ] += 1
             continue
         if negatives and negatives[0] == reference:
             negatives = []
@@ -229,9 +231,7 @@ def assemble_window(
             row["extra_info"]["index"] = index
         storage.write_bytes(storage.join(uri, f"{split}.parquet"), _to_parquet(rows))
     counts = {s: len(r) for s, r in by_split.items()}
-    agents = {
-        s: dict(Counter(r["extra_info"]["agent"] for r in rows)) for s, rows in by_split.items()
-    }
+    agents = {s: dict(Counter(r["extra_info"]["agent"] for r in rows)) for s, rows in by_split.items()}
     manifest = {
         "kind": "training_dataset",
         "schema_version": 1,

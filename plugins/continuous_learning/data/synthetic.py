@@ -11,7 +11,7 @@ import gzip
 import json
 import random
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from continuous_learning import storage
@@ -127,7 +127,9 @@ def _random_request(rng: random.Random, agent: AgentSpec) -> tuple[str, str, dic
     return text, name, args
 
 
-def _wrong_call(rng: random.Random, agent: AgentSpec, name: str, args: dict[str, str]) -> tuple[str, dict[str, str]]:
+def _wrong_call(
+    rng: random.Random, agent: AgentSpec, name: str, args: dict[str, str]
+) -> tuple[str, dict[str, str]]:
     if len(agent.tools) > 1 and rng.random() < 0.5:
         other = rng.choice([t for t in agent.tools if t["function"]["name"] != name])["function"]
         props = other["parameters"]["properties"]
@@ -138,12 +140,12 @@ def _wrong_call(rng: random.Random, agent: AgentSpec, name: str, args: dict[str,
     return name, wrong
 
 
-def make_interaction(rng: random.Random, day: date, index: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def make_interaction(
+    rng: random.Random, day: date, index: int
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One interaction and the late feedback events (arriving on later days) that refer to it."""
     agent = rng.choice(AGENTS)
-    ts = datetime(day.year, day.month, day.day, tzinfo=timezone.utc) + timedelta(
-        seconds=rng.randrange(86_400)
-    )
+    ts = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(seconds=rng.randrange(86_400))
     interaction_id = f"{agent.name[:4]}-{day:%Y%m%d}-{index:06d}"
     messages: list[dict[str, Any]] = [
         {"role": "system", "content": f"You are the {agent.name.replace('_', ' ')}. Use the tools."}

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
-
 from continuous_learning import storage
 
 
@@ -56,11 +55,16 @@ def bootstrap_interval(diffs: np.ndarray, confidence: float, resamples: int, see
     means = diffs[index].mean(axis=1)
     alpha = (1 - confidence) / 2
     return Interval(
-        float(diffs.mean()), float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha)), len(diffs)
+        float(diffs.mean()),
+        float(np.quantile(means, alpha)),
+        float(np.quantile(means, 1 - alpha)),
+        len(diffs),
     )
 
 
-def decide(scores_uri: str, config: GateConfig, candidate: str = "candidate", production: str = "production") -> GateDecision:
+def decide(
+    scores_uri: str, config: GateConfig, candidate: str = "candidate", production: str = "production"
+) -> GateDecision:
     try:
         table = pq.read_table(io.BytesIO(storage.read_bytes(scores_uri)))
         rows = table.select(["interaction_id", "agent", "model", "reward", "format_valid"]).to_pylist()
@@ -70,17 +74,23 @@ def decide(scores_uri: str, config: GateConfig, candidate: str = "candidate", pr
     for row in rows:
         by_model.setdefault(row["model"], {})[row["interaction_id"]] = row
     if candidate not in by_model or production not in by_model:
-        return GateDecision(False, [f"scores lack model {candidate!r} or {production!r}: found {sorted(by_model)}"])
+        return GateDecision(
+            False, [f"scores lack model {candidate!r} or {production!r}: found {sorted(by_model)}"]
+        )
     shared = sorted(set(by_model[candidate]) & set(by_model[production]))
     if len(shared) < config.min_prompts:
-        return GateDecision(False, [f"only {len(shared)} paired prompts; the gate needs {config.min_prompts}"])
+        return GateDecision(
+            False, [f"only {len(shared)} paired prompts; the gate needs {config.min_prompts}"]
+        )
     cand = np.array([by_model[candidate][i]["reward"] for i in shared], dtype=float)
     prod = np.array([by_model[production][i]["reward"] for i in shared], dtype=float)
     if not (np.isfinite(cand).all() and np.isfinite(prod).all()):
         return GateDecision(False, ["scores contain NaN or infinite rewards"])
     diffs = cand - prod
     overall = bootstrap_interval(diffs, config.confidence, config.resamples, config.seed)
-    decision = GateDecision(True, [], overall, candidate_mean=float(cand.mean()), production_mean=float(prod.mean()))
+    decision = GateDecision(
+        True, [], overall, candidate_mean=float(cand.mean()), production_mean=float(prod.mean())
+    )
     level = f"{config.confidence:.0%}"
     if overall.low > config.margin:
         decision.reasons.append(
@@ -106,9 +116,13 @@ def decide(scores_uri: str, config: GateConfig, candidate: str = "candidate", pr
         m: float(np.mean([by_model[m][i]["format_valid"] for i in shared])) for m in (candidate, production)
     }
     delta = validity[candidate] - validity[production]
-    decision.guardrails = {"tool_call_validity_candidate": validity[candidate],
-                           "tool_call_validity_production": validity[production]}
+    decision.guardrails = {
+        "tool_call_validity_candidate": validity[candidate],
+        "tool_call_validity_production": validity[production],
+    }
     if delta < config.min_tool_call_validity_delta:
         decision.promote = False
-        decision.reasons.append(f"tool-call validity fell by {-delta:.1%} (limit {-config.min_tool_call_validity_delta:.1%})")
+        decision.reasons.append(
+            f"tool-call validity fell by {-delta:.1%} (limit {-config.min_tool_call_validity_delta:.1%})"
+        )
     return decision

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from continuous_learning.registry import ModelRegistry, RegistryError
+
+
+def test_register_promote_and_history(tmp_path) -> None:
+    registry = ModelRegistry(f"file://{tmp_path}")
+    v0 = registry.register("file:///m/0", "run-0", None, "ds0")
+    v1 = registry.register("file:///m/1", "run-1", "v0", "ds1", metrics={"reward_last": 0.5})
+    assert (v0.version, v1.version) == ("v0", "v1")
+    assert registry.register("file:///m/1", "run-1", "v0", "ds1").version == "v1"  # idempotent per run
+    registry.promote("v0", "bootstrap", "run-0", expected_revision=0)
+    registry.promote("v1", "gate passed", "run-1", expected_revision=1)
+    assert registry.summary()["aliases"] == {"production": "v1", "previous": "v0", "candidate": None}
+    assert [r.version for r in registry.history("production")] == ["v0", "v1"]
+
+
+def test_stale_expected_revision_is_refused(tmp_path) -> None:
+    registry = ModelRegistry(f"file://{tmp_path}")
+    for i in range(3):
+        registry.register(f"file:///m/{i}", f"run-{i}", None, None)
+    registry.promote("v0", "bootstrap", None, expected_revision=0)
+    registry.promote("v1", "first", None, expected_revision=1)
+    with pytest.raises(RegistryError, match="moved concurrently"):
+        registry.promote("v2", "stale", None, expected_revision=1)
+    assert registry.alias("production").version == "v1"
+
+
+def test_two_concurrent_promotions_exactly_one_wins(tmp_path) -> None:
+    registry = ModelRegistry(f"file://{tmp_path}")
+    for i in range(3):
+        registry.register(f"file:///m/{i}", f"run-{i}", None, None)
+    registry.promote("v0", "bootstrap", None, expected_revision=0)
+
+    def attempt(version: str) -> str:
+        try:
+            ModelRegistry(f"file://{tmp_path}").move_alias(
+                "production", version, "race", None, expected_revision=1
+            )
+        except RegistryError as exc:
+            return f"lost: {exc}"
+        return "won"
+
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = list(pool.map(attempt, ["v1", "v2"]))
+    assert sorted(o[:4] for o in outcomes) == ["lost", "won"]
+    assert registry.alias("production").revision == 2
+
+
+def test_unknown_version_and_alias_are_clear_errors(tmp_path) -> None:
+    registry = ModelRegistry(f"file://{tmp_path}")
+    with pytest.raises(RegistryError, match="model version 'v9' does not exist"):
+        registry.get("v9")
+    registry.register("file:///m/0", "run-0", None, None)
+    with pytest.raises(RegistryError, match="unknown alias 'staging'"):
+        registry.move_alias("staging", "v0", "x")

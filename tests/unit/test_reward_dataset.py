@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import io
+import json
+from collections import Counter
+from datetime import date, timedelta
+
+import pyarrow.parquet as pq
+from continuous_learning import storage
+from continuous_learning.data.ingest import ingest_day
+from continuous_learning.data.reward_dataset import assemble_window, build_day_partition, split_of
+from continuous_learning.data.synthetic import generate_logs
+
+START = date(2026, 11, 1)
+
+
+def _prepare(tmp_path, days: int = 2) -> str:
+    root = f"file://{tmp_path}"
+    generate_logs(root, START, days, 200, seed=9)
+    for offset in range(days):
+        day = START + timedelta(days=offset)
+        ingest_day(day, f"{root}/raw", f"{root}/data", f"{root}/feedback")
+        build_day_partition(f"{root}/data", day, 0.1, 0.2)
+    return f"{root}/data"
+
+
+def test_split_is_deterministic_and_close_to_the_shares() -> None:
+    ids = [f"id-{i}" for i in range(5000)]
+    splits = Counter(split_of(i, 0.1, 0.2) for i in ids)
+    assert [split_of(i, 0.1, 0.2) for i in ids[:50]] == [split_of(i, 0.1, 0.2) for i in ids[:50]]
+    assert abs(splits["test"] / 5000 - 0.2) < 0.03 and abs(splits["validation"] / 5000 - 0.1) < 0.03
+
+
+def test_day_partition_has_verl_columns_and_references(tmp_path) -> None:
+    data = _prepare(tmp_path, 1)
+    files = storage.partition_files(storage.join(data, "reward", f"dt={START}"))
+    rows = pq.read_table(io.BytesIO(storage.read_bytes(files["prompts.parquet"]))).to_pylist()
+    assert rows
+    row = rows[0]
+    assert set(row) == {"data_source", "prompt", "ability", "reward_model", "extra_info"}
+    assert row["prompt"][-1]["role"] == "user"
+    sources = Counter(r["extra_info"]["reference_source"] for r in rows)
+    assert sources["correction"] > 0 and sources["positive_feedback"] > 0
+    for r in rows:
+        truth = json.loads(r["reward_model"]["ground_truth"])
+        assert truth["tool_calls"]
+        if r["extra_info"]["reference_source"] == "correction":
+            assert truth["negatives"], "a corrected answer is kept as a negative reference"
+
+
+def test_window_dedupes_and_is_reproducible(tmp_path) -> None:
+    data = _prepare(tmp_path, 2)
+    first = assemble_window(data, START + timedelta(days=1), 2)
+    again = assemble_window(data, START + timedelta(days=1), 2)
+    assert first.dataset_id == again.dataset_id
+    total = sum(first.counts.values())
+    ids = []
+    for split in ("train", "validation", "test"):
+        table = pq.read_table(io.BytesIO(storage.read_bytes(first.split_uri(split))))
+        ids += table.column("extra_info").combine_chunks().field("interaction_id").to_pylist()
+    assert len(ids) == len(set(ids)) == total
+    assert [i["present"] for i in first.manifest["inputs"]] == [True, True]
+    longer = assemble_window(data, START + timedelta(days=2), 3)
+    assert longer.dataset_id != first.dataset_id
+    assert [i["present"] for i in longer.manifest["inputs"]] == [True, True, False]

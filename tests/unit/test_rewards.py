@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from continuous_learning.contracts import RewardWeights
+from continuous_learning_trainer.rewards import (
+    compute_score,
+    format_tool_call,
+    parse_response,
+    score_response,
+)
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "city": {"type": "string", "enum": ["Paris", "Oslo"]},
+                    "day": {"type": "string"},
+                },
+                "required": ["city", "day"],
+            },
+        },
+    }
+]
+REFERENCE = {
+    "content": None,
+    "tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris", "day": "today"}}],
+    "negatives": [
+        {
+            "content": None,
+            "tool_calls": [{"name": "get_weather", "arguments": {"city": "Oslo", "day": "today"}}],
+        }
+    ],
+}
+
+
+def test_exact_tool_call_scores_one() -> None:
+    response = format_tool_call("get_weather", {"city": "Paris", "day": "today"})
+    score = score_response(response, REFERENCE, TOOLS)
+    assert score.total == pytest.approx(1.0)
+    assert score.format_valid and not score.negative_hit
+
+
+def test_one_wrong_argument_that_repeats_the_rejected_answer_is_penalised() -> None:
+    response = format_tool_call("get_weather", {"city": "Oslo", "day": "today"})
+    score = score_response(response, REFERENCE, TOOLS)
+    assert score.arguments == pytest.approx(0.5)
+    assert score.negative_hit
+    assert score.total == pytest.approx((0.2 + 0.4 + 0.4 * 0.5) - 0.5)
+
+
+def test_schema_violation_and_malformed_json_lose_the_format_credit() -> None:
+    bad_enum = format_tool_call("get_weather", {"city": "Lima", "day": "today"})
+    assert not score_response(bad_enum, REFERENCE, TOOLS).format_valid
+    broken = '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"</tool_call>'
+    parsed = parse_response(broken)
+    assert parsed.malformed_calls == 1 and not parsed.tool_calls
+    assert score_response(broken, REFERENCE, TOOLS).total == 0.0
+
+
+def test_unclosed_tool_call_counts_as_malformed() -> None:
+    assert parse_response('<tool_call>{"name": "x"').malformed_calls == 1
+
+
+def test_wrong_tool_scores_only_partial_format_credit() -> None:
+    response = format_tool_call("find_hotel", {"city": "Paris", "day": "today"})
+    score = score_response(response, REFERENCE, TOOLS)
+    assert score.tool_name == 0 and score.arguments == 0 and not score.format_valid
+    assert score.total == 0.0
+
+
+def test_text_reference_uses_token_f1_and_weights_are_configurable() -> None:
+    reference = {"content": "It is sunny in Paris", "tool_calls": [], "negatives": []}
+    assert score_response("It is sunny in Paris", reference).total == pytest.approx(1.0)
+    assert 0 < score_response("sunny in Oslo", reference).total < 1
+    weights = RewardWeights(format=0.0, tool_name=0.0, arguments=1.0)
+    response = format_tool_call("get_weather", {"city": "Oslo", "day": "today"})
+    assert score_response(response, REFERENCE, TOOLS, weights).total == pytest.approx(0.5 - 0.5)
+
+
+def test_verl_entry_point_reads_json_ground_truth() -> None:
+    response = format_tool_call("get_weather", {"city": "Paris", "day": "today"})
+    score = compute_score("agent/travel", response, json.dumps(REFERENCE), {"tools_json": json.dumps(TOOLS)})
+    assert score == pytest.approx(1.0)

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import gzip
+import json
+from datetime import date
+from pathlib import Path
+
+from continuous_learning.data.schema import InteractionV1, LateFeedbackEvent
+from continuous_learning.data.synthetic import generate_logs
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_same_seed_gives_identical_files(tmp_path: Path) -> None:
+    generate_logs(f"file://{tmp_path / 'a'}", date(2026, 11, 1), 2, 50, seed=3)
+    generate_logs(f"file://{tmp_path / 'b'}", date(2026, 11, 1), 2, 50, seed=3)
+    generate_logs(f"file://{tmp_path / 'c'}", date(2026, 11, 1), 2, 50, seed=4)
+    assert _files(tmp_path / "a") == _files(tmp_path / "b")
+    assert _files(tmp_path / "a") != _files(tmp_path / "c")
+
+
+def test_records_follow_schema_v1_except_the_planted_bad_lines(tmp_path: Path) -> None:
+    days = generate_logs(f"file://{tmp_path}", date(2026, 11, 1), 2, 300, seed=1)
+    lines = []
+    for path in sorted((tmp_path / "raw").rglob("*.jsonl*")):
+        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        lines += [line for line in data.decode().splitlines() if line]
+    valid = invalid = 0
+    agents, tools_used, multi_turn = set(), set(), 0
+    for line in lines:
+        try:
+            record = InteractionV1.model_validate_json(line)
+        except ValueError:
+            invalid += 1
+            continue
+        valid += 1
+        agents.add(record.agent)
+        final = record.messages[-1]
+        assert final.role == "assistant" and final.tool_calls
+        tools_used.add(final.tool_calls[0].function.name)
+        multi_turn += any(m.role == "tool" for m in record.messages)
+    planted = sum(d.malformed for d in days)
+    assert invalid == planted > 0
+    assert valid == sum(d.interactions + d.duplicates for d in days)
+    assert len(agents) == 3 and len(tools_used) >= 6 and multi_turn > 0
+
+
+def test_late_feedback_files_are_valid_corrections(tmp_path: Path) -> None:
+    days = generate_logs(f"file://{tmp_path}", date(2026, 11, 1), 3, 200, seed=2)
+    events = [
+        LateFeedbackEvent.model_validate_json(line)
+        for path in sorted((tmp_path / "feedback").rglob("*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
+    assert events and all(e.type == "correction" for e in events)
+    arrival_days = {p.parent.name for p in (tmp_path / "feedback").rglob("*.jsonl")}
+    assert "dt=2026-11-04" in arrival_days or "dt=2026-11-03" in arrival_days  # some arrive after their day
+    assert sum(d.late_feedback for d in days) == len(events)
+    assert json.loads(json.dumps(events[0].model_dump(mode="json")))["interaction_id"]
