@@ -49,7 +49,7 @@ def main() -> int:
         f"Machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}.",
         f"Command: `{Path(sys.executable).name} benchmarks/demo/run.py` (after `make venv`).",
         "",
-        "| measurement | seconds | × baseline |",
+        "| measurement | seconds | x baseline |",
         "|---|---:|---:|",
         f"| baseline: one empty `airflow dags test interaction_ingest` | {baseline:.1f} | 1.0 |",
         f"| `make demo` (3 days, both DAGs, 400 interactions/day) | {demo_seconds:.1f} | {demo_seconds / baseline:.1f} |",
