@@ -97,6 +97,7 @@ class TrainerSettings(_Section):
     samples_per_prompt: int = Field(ge=2)
     prompts_per_step: int = Field(ge=1)
     max_completion_tokens: int = Field(ge=1)
+    temperature: float = Field(gt=0.0, le=2.0)
     warm_start_steps: int = Field(ge=0)
     warm_start_share: float = Field(ge=0.0, le=1.0)
     seed: int

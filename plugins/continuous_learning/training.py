@@ -125,6 +125,7 @@ def write_run_spec(
             samples_per_prompt=t.samples_per_prompt,
             prompts_per_step=t.prompts_per_step,
             max_completion_tokens=t.max_completion_tokens,
+            temperature=t.temperature,
             seed=t.seed,
         ),
         resources=Resources(cpu_threads=t.threads),
