@@ -70,6 +70,26 @@ class Resources(BaseModel):
     cpu_threads: int = Field(2, ge=1)
 
 
+class VerlOptions(BaseModel):
+    """GPU-engine settings for ``engine: verl`` (ignored by the CPU engine); defaults are the ones
+    that ran on an H200 with the trainer image (see docs/trainer-image.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+    rollout_tensor_parallel_size: int = Field(1, ge=1)
+    rollout_gpu_memory_utilization: float = Field(0.5, gt=0, le=0.95)
+    max_prompt_length: int = Field(1024, ge=16)
+    micro_batch_size_per_gpu: int = Field(4, ge=1)
+    attn_implementation: Literal["sdpa", "flash_attention_2", "eager"] = "sdpa"
+    sglang_attention_backend: str = "triton"
+    sglang_sampling_backend: str = "pytorch"
+    max_assistant_turns: int = Field(1, ge=1, description="tool agent loop turns when the dataset has tools")
+    transfer_queue_storage_units: int | None = Field(None, ge=1, description="default: one per GPU")
+    max_checkpoints_to_keep: int = Field(2, ge=1)
+    work_dir: str | None = Field(None, description="local or shared (FSx) folder for data and checkpoints")
+    loggers: list[str] = ["console", "file"]
+    extra_overrides: list[str] = Field(default_factory=list, description="appended Hydra overrides")
+
+
 class RunSpec(_Document):
     schema_version: Literal[1] = 1
     run_id: str = Field(min_length=1)
@@ -83,6 +103,7 @@ class RunSpec(_Document):
     resources: Resources = Resources()
     reward_weights: RewardWeights = RewardWeights()
     resume: bool = True
+    verl: VerlOptions = VerlOptions()
 
 
 class TrainResult(_Document):

@@ -180,9 +180,19 @@ def score_response(
 
 
 def compute_score(
-    data_source: str, solution_str: str, ground_truth: str, extra_info: dict[str, Any] | None = None
+    data_source: str,
+    solution_str: str,
+    ground_truth: str,
+    extra_info: dict[str, Any] | None = None,
+    **reward_kwargs: Any,
 ) -> float:
-    """VeRL's ``reward.custom_reward_function`` entry point."""
+    """VeRL's ``reward.custom_reward_function`` entry point.
+
+    ``reward_kwargs`` are VeRL's ``reward.custom_reward_function.reward_kwargs`` (the run spec's
+    ``RewardWeights`` fields, e.g. ``format=0.2``); other keyword arguments VeRL passes are ignored.
+    """
     tools_json = (extra_info or {}).get("tools_json")
     tools = json.loads(tools_json) if tools_json else None
-    return score_response(solution_str, json.loads(ground_truth), tools).total
+    fields = RewardWeights.model_fields
+    weights = RewardWeights(**{k: float(v) for k, v in reward_kwargs.items() if k in fields})
+    return score_response(solution_str, json.loads(ground_truth), tools, weights).total
