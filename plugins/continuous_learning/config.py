@@ -112,6 +112,46 @@ class EvaluationSettings(_Section):
     seed: int
 
 
+class HyperPodSettings(_Section):
+    """SageMaker HyperPod capacity for the ``kuberay`` backend (an EKS-orchestrated HyperPod cluster)."""
+
+    cluster_name: str | None = Field(None, description="HyperPod cluster name or ARN; None: no capacity step")
+    instance_group: str = Field("gpu-workers", min_length=1)
+    aws_conn_id: str = "aws_default"
+    region_name: str | None = None
+    scale_down_at_teardown: bool = Field(True, description="return the nodes this run added")
+    baseline_instance_count: int = Field(0, ge=0, description="count to return to when none was recorded")
+    capacity_timeout_s: int = Field(3600, gt=0)
+    poll_interval_s: float = Field(30.0, gt=0)
+
+
+class KubeRaySettings(_Section):
+    """The KubeRay RayCluster/RayJob on the HyperPod cluster's EKS nodes (``compute.backend = kuberay``)."""
+
+    kubernetes_conn_id: str | None = Field(
+        None, description="explicit Kubernetes connection (in-cluster too)"
+    )
+    eks_cluster_name: str | None = Field(None, description="else from HyperPod Orchestrator.Eks.ClusterArn")
+    namespace: str = Field("continuous-learning", min_length=1)
+    image: str = Field("continuous-learning-trainer:latest", min_length=1)
+    ray_version: str = "2.60.0"
+    service_account: str | None = "ray-training"
+    worker_nodes: int = Field(1, ge=1, le=16)
+    gpus_per_node: int = Field(8, ge=0, le=16)
+    efa_per_node: int = Field(0, ge=0, le=32)
+    worker_cpu: str = "180"
+    worker_memory: str = "1800Gi"
+    head_cpu: str = "8"
+    head_memory: str = "32Gi"
+    shm_size: str = "512Gi"
+    fsx_claim: str | None = Field(None, description="FSx for Lustre PersistentVolumeClaim to mount")
+    fsx_mount_path: str = "/fsx"
+    ephemeral_job_cluster: bool = Field(False, description="each RayJob brings its own cluster")
+    job_startup_timeout_s: int = Field(900, gt=0)
+    poll_interval_s: float = Field(10.0, gt=0)
+    api_retries: int = Field(5, ge=0, le=20)
+
+
 class RegistrySettings(_Section):
     sagemaker_model_package_group: str | None = None
 
@@ -148,6 +188,8 @@ class Settings(BaseSettings):
     trainer: TrainerSettings
     evaluation: EvaluationSettings
     registry: RegistrySettings = RegistrySettings()
+    hyperpod: HyperPodSettings = HyperPodSettings()
+    kuberay: KubeRaySettings = KubeRaySettings()
 
     @classmethod
     def settings_customise_sources(

@@ -6,6 +6,8 @@ Params as overrides, and returns a small JSON-able document for XCom.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 from datetime import date
 from typing import Any
@@ -16,8 +18,8 @@ from continuous_learning.config import Settings
 from continuous_learning.contracts import DatasetRef, EvalResult, TrainResult
 from continuous_learning.registry import ModelRegistry
 
-from airflow.sdk import BaseOperator, Context
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk import BaseOperator, Context, ResumableJobMixin, conf
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 
 class IngestDayOperator(BaseOperator):
@@ -113,16 +115,57 @@ class AssembleTrainingDatasetOperator(BaseOperator):
         return {**ref.model_dump(), "counts": manifest["counts"], "window_end": end.isoformat()}
 
 
-class _RayJobOperator(BaseOperator):
-    """Base for operators that run a trainer command as a Ray job on the run's cluster."""
+class _RayJobOperator(ResumableJobMixin, BaseOperator):
+    """Base for operators that run a trainer command as a Ray job on the run's cluster.
+
+    The cluster document (the create task's XCom) picks the backend:
+
+    - ``local_ray``: a Ray job through the head's job API (:class:`RayJobRunner`);
+    - ``kuberay``: a ray.io/v1 RayJob on that RayCluster (``clusterSelector``), or on its own
+      ephemeral cluster with ``kuberay.ephemeral_job_cluster``. Its name and submission id derive
+      from the DAG run and task plus an attempt number: a retry or a crashed worker finds the job
+      by its labels (and through :class:`ResumableJobMixin`'s task state) and re-attaches; a new
+      attempt is submitted only after a failed one. The wait is deferrable, streams the driver's
+      log into the task log, and tells a startup timeout from a run timeout; a kill deletes the
+      RayJob (KubeRay stops the Ray job).
+
+    After the job succeeded, the subclass's ``then`` method reads the job's result.
+
+    :param cluster: the create task's XCom document (templated).
+    :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``, else True).
+    :param durable: persist the job's id in the task state to re-attach after a worker crash.
+    """
 
     template_fields: Sequence[str] = ("cluster",)
+    external_id_key = "ray_job"
 
-    def __init__(self, *, cluster: Any, **kwargs: Any) -> None:
+    def __init__(self, *, cluster: Any, deferrable: bool | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.cluster = cluster
+        self.deferrable = (
+            conf.getboolean("operators", "default_deferrable", fallback=True)
+            if deferrable is None
+            else deferrable
+        )
+        self._job: dict[str, Any] = {}
+        self._external: dict[str, Any] | None = None
 
-    def run_trainer(self, context: Context, settings: Settings, command: str, spec_uri: str) -> None:
+    def run_trainer(
+        self, context: Context, settings: Settings, command: str, spec_uri: str,
+        then: str | None = None, state: dict[str, Any] | None = None,
+    ) -> Any:  # fmt: skip
+        """Run ``command`` on ``spec_uri``; then return ``getattr(self, then)(context, state)``."""
+        self._job = {"command": command, "spec_uri": spec_uri, "then": then, "state": state or {}}
+        if self.cluster.get("backend") == "kuberay":
+            self._scale_resources(spec_uri)
+            return self.execute_resumable(context)
+        self._run_local(context, settings, command, spec_uri)
+        return self._then(context, then, state or {})
+
+    def _then(self, context: Context, then: str | None, state: dict[str, Any]) -> Any:
+        return getattr(self, then)(context, state) if then else None
+
+    def _run_local(self, context: Context, settings: Settings, command: str, spec_uri: str) -> None:
         from continuous_learning.compute.ray_jobs import RayJobError, RayJobRunner, submission_base
         from continuous_learning.training import job_environment, trainer_entrypoint
 
@@ -145,6 +188,145 @@ class _RayJobOperator(BaseOperator):
             " (re-attached)" if outcome.attached else "",
         )
 
+    def _scale_resources(self, spec_uri: str) -> None:
+        """Trainer nodes and GPUs per node come from the cluster spec, not from the trainer settings."""
+        document = storage.read_json(spec_uri)
+        if "resources" in document and "nnodes" in self.cluster:
+            document["resources"].update(
+                nnodes=int(self.cluster["nnodes"]), n_gpus_per_node=int(self.cluster["n_gpus_per_node"])
+            )
+            storage.write_json(spec_uri, document)
+
+    # -- KubeRay: ResumableJobMixin -------------------------------------------------------------
+
+    def _client(self) -> Any:
+        from continuous_learning.airflow.hooks import KubeRayHook
+
+        return KubeRayHook(**self.cluster["hook"]).kuberay()
+
+    def submit_job(self, context: Context) -> dict[str, Any]:
+        """Create the task's next RayJob attempt, or return the running/succeeded one (re-attach)."""
+        from continuous_learning.compute import kuberay
+        from continuous_learning.compute.ray_jobs import submission_base
+        from continuous_learning.training import job_environment, trainer_entrypoint
+
+        settings = task_settings(context)
+        dag_id, run_id = context["dag"].dag_id, context["run_id"]
+        namespace = self.cluster["namespace"]
+        labels = kuberay.run_labels(dag_id, run_id, self.task_id)
+        client = self._client()
+        task_key = {f"{kuberay.LABEL_PREFIX}/task-key": labels[f"{kuberay.LABEL_PREFIX}/task-key"]}
+        existing, attempt = kuberay.next_attempt(client.find(kuberay.RAYJOBS, namespace, task_key))
+        if existing is not None:
+            self._external = {
+                "name": existing["metadata"]["name"],
+                "submission_id": existing["spec"]["jobId"],
+            }
+            self.log.info(
+                "re-attaching to RayJob %s (%s)", self._external["name"], kuberay.job_phase(existing)
+            )
+            return self._external
+        name = f"{self.cluster['name']}-{kuberay.identity_key(self.task_id)[:6]}-a{attempt}"
+        submission_id = f"{submission_base(dag_id, run_id, self.task_id)}-a{attempt}"
+        k = settings.kuberay
+        cluster_spec = None
+        if k.ephemeral_job_cluster:
+            cluster_spec = kuberay.cluster_spec_from_settings(
+                settings, name, kuberay.run_labels(dag_id, run_id), job_environment(settings)
+            )
+        manifest = kuberay.render_rayjob(
+            name=name, namespace=namespace,
+            entrypoint=trainer_entrypoint(self._job["command"], self._job["spec_uri"]),
+            job_id=submission_id, env=job_environment(settings),
+            labels={**labels, f"{kuberay.LABEL_PREFIX}/attempt": str(attempt)},
+            annotations={"continuous-learning.io/dag-id": dag_id, "continuous-learning.io/run-id": run_id},
+            cluster_name=None if cluster_spec else self.cluster["name"], cluster_spec=cluster_spec,
+            active_deadline_s=k.job_startup_timeout_s + settings.compute.job_timeout_s,
+        )  # fmt: skip
+        if kuberay.crd_directory() is not None:
+            kuberay.validate_manifest(manifest)
+        obj, created = client.create_or_get(kuberay.RAYJOBS, manifest)
+        self._external = {"name": name, "submission_id": obj["spec"]["jobId"]}
+        self.log.info("RayJob %s %s: %s", name, "submitted" if created else "exists: re-attached",
+                      manifest["spec"]["entrypoint"])  # fmt: skip
+        return self._external
+
+    def get_job_status(self, external_id: Any, context: Context) -> str:
+        from continuous_learning.compute import kuberay
+
+        obj = self._client().get(kuberay.RAYJOBS, self.cluster["namespace"], external_id["name"])
+        return "gone" if obj is None else kuberay.job_phase(obj)
+
+    def is_job_active(self, status: str) -> bool:
+        return status in ("pending", "running")
+
+    def is_job_succeeded(self, status: str) -> bool:
+        return status == "succeeded"
+
+    def poll_until_complete(self, external_id: Any, context: Context) -> None:
+        from continuous_learning.airflow.triggers import RayJobTrigger
+
+        settings = task_settings(context)
+        self._external = dict(external_id)
+        trigger = RayJobTrigger(
+            hook_kwargs=self.cluster["hook"], namespace=self.cluster["namespace"], name=external_id["name"],
+            poll_s=settings.kuberay.poll_interval_s,
+            cluster_name=None if settings.kuberay.ephemeral_job_cluster else self.cluster["name"],
+            submission_id=external_id["submission_id"],
+            startup_deadline=time.time() + settings.kuberay.job_startup_timeout_s,
+            run_timeout_s=settings.compute.job_timeout_s,
+        )  # fmt: skip
+        if self.deferrable:
+            self.defer(trigger=trigger, method_name="job_complete", kwargs={"job": self._job})
+        event = asyncio.run(_first_event(trigger))
+        self._raise_unless_succeeded(event)
+
+    def get_job_result(self, external_id: Any, context: Context) -> Any:
+        return self._then(context, self._job.get("then"), self._job.get("state") or {})
+
+    def job_complete(self, context: Context, event: dict[str, Any], job: dict[str, Any]) -> Any:
+        """Resumed from :class:`RayJobTrigger`: fail clearly, or read the job's result."""
+        self._job = job
+        self._external = {"name": event.get("name"), "submission_id": event.get("submission_id")}
+        self._raise_unless_succeeded(event)
+        return self._then(context, job.get("then"), job.get("state") or {})
+
+    def _raise_unless_succeeded(self, event: dict[str, Any]) -> None:
+        from continuous_learning.compute import kuberay
+
+        status = event.get("status")
+        self.log.info("RayJob %s (%s): %s", event.get("name"), event.get("submission_id"), status)
+        if status == "succeeded":
+            return
+        if status in ("startup_timeout", "run_timeout"):
+            self._client().delete(kuberay.RAYJOBS, self.cluster["namespace"], str(event.get("name")))
+            what = "did not start in time" if status == "startup_timeout" else "ran past its run timeout"
+            raise AirflowException(f"RayJob {event.get('name')} {what} ({event.get('message')}); deleted it")
+        tail = event.get("logs_tail") or ""
+        raise AirflowException(
+            f"RayJob {event.get('name')} ended {status}: {event.get('message')}. Last log lines:\n{tail}"
+        )
+
+    def on_kill(self) -> None:
+        """Stop the job: delete the RayJob (KubeRay stops the Ray job); local: stop the Ray job."""
+        if not self.cluster or self._external is None:
+            return
+        if self.cluster.get("backend") == "kuberay":
+            from continuous_learning.compute import kuberay
+
+            deleted = self._client().delete(
+                kuberay.RAYJOBS, self.cluster["namespace"], self._external["name"]
+            )
+            self.log.info(
+                "RayJob %s %s on kill", self._external["name"], "deleted" if deleted else "already gone"
+            )
+
+
+async def _first_event(trigger: Any) -> dict[str, Any]:
+    async for event in trigger.run():
+        return dict(event.payload)
+    raise AirflowException("the trigger ended without an event")
+
 
 class EnsureBaseModelOperator(_RayJobOperator):
     """Return the production model; on the very first run, build and register it (day 0's base)."""
@@ -160,13 +342,24 @@ class EnsureBaseModelOperator(_RayJobOperator):
 
         settings = task_settings(context)
         registry = ModelRegistry(settings.storage.registry_uri)
-        requested = (context.get("params") or {}).get("base_model_version") or "production"
         production = registry.alias("production")
         if production is None:
             run_id = run_identity(context)
             dataset = DatasetRef.model_validate(self._dataset_fields())
             spec_uri = write_bootstrap_spec(settings, dataset, run_id)
-            self.run_trainer(context, settings, "bootstrap", spec_uri)
+            return self.run_trainer(  # type: ignore[no-any-return]
+                context, settings, "bootstrap", spec_uri, then="_bootstrapped", state={"spec_uri": spec_uri}
+            )
+        return self._base(context, registry, production)
+
+    def _bootstrapped(self, context: Context, state: dict[str, Any]) -> dict[str, Any]:
+        settings = task_settings(context)
+        registry = ModelRegistry(settings.storage.registry_uri)
+        production = registry.alias("production")
+        if production is None:
+            run_id = run_identity(context)
+            dataset = DatasetRef.model_validate(self._dataset_fields())
+            spec_uri = state["spec_uri"]
             spec = storage.read_json(spec_uri)
             version = registry.register(
                 storage.join(spec["output_uri"], "model"), run_id, None, dataset.dataset_id,
@@ -176,6 +369,10 @@ class EnsureBaseModelOperator(_RayJobOperator):
                 version.version, "bootstrap: day-0 base model", run_id, expected_revision=0
             )
             self.log.info("registered %s as the first production model", version.version)
+        return self._base(context, registry, production)
+
+    def _base(self, context: Context, registry: ModelRegistry, production: Any) -> dict[str, Any]:
+        requested = (context.get("params") or {}).get("base_model_version") or "production"
         base_version = production.version if requested == "production" else requested
         base = registry.get(base_version)
         return {
@@ -199,13 +396,23 @@ class TrainCandidateOperator(_RayJobOperator):
         self.base = base
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from continuous_learning.training import run_paths, write_run_spec
+        from continuous_learning.training import write_run_spec
 
         settings = task_settings(context)
         run_id = run_identity(context)
         dataset = DatasetRef.model_validate({k: self.dataset[k] for k in DatasetRef.model_fields})
         spec_uri = write_run_spec(settings, dataset, self.base["model_uri"], self.base["version"], run_id)
-        self.run_trainer(context, settings, "train", spec_uri)
+        return self.run_trainer(  # type: ignore[no-any-return]
+            context, settings, "train", spec_uri, then="_trained", state={"spec_uri": spec_uri}
+        )
+
+    def _trained(self, context: Context, state: dict[str, Any]) -> dict[str, Any]:
+        from continuous_learning.training import run_paths
+
+        settings = task_settings(context)
+        run_id = run_identity(context)
+        dataset = DatasetRef.model_validate({k: self.dataset[k] for k in DatasetRef.model_fields})
+        spec_uri = state["spec_uri"]
         result = TrainResult.read(storage.join(run_paths(settings, run_id).train, "result.json"))
         if result.status != "succeeded" or result.model_uri is None:
             raise RuntimeError(f"training run {run_id} did not succeed: {result.error}")
@@ -237,14 +444,20 @@ class EvaluateCandidateOperator(_RayJobOperator):
         self.candidate = candidate
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from continuous_learning.training import run_paths, write_eval_spec
+        from continuous_learning.training import write_eval_spec
 
         settings = task_settings(context)
         run_id = run_identity(context)
         dataset = DatasetRef.model_validate({k: self.dataset[k] for k in DatasetRef.model_fields})
         models = {"candidate": self.candidate["model_uri"], "production": self.base["model_uri"]}
         spec_uri = write_eval_spec(settings, dataset, models, run_id)
-        self.run_trainer(context, settings, "evaluate", spec_uri)
+        return self.run_trainer(context, settings, "evaluate", spec_uri, then="_evaluated")  # type: ignore[no-any-return]
+
+    def _evaluated(self, context: Context, state: dict[str, Any]) -> dict[str, Any]:
+        from continuous_learning.training import run_paths
+
+        settings = task_settings(context)
+        run_id = run_identity(context)
         result = EvalResult.read(storage.join(run_paths(settings, run_id).evaluation, "result.json"))
         self.log.info("mean reward: %s on %d prompts", result.mean_reward, result.prompts)
         return result.model_dump(mode="json")

@@ -1,31 +1,267 @@
-"""Ray cluster life cycle for a DAG run: create (a setup task) and delete (a teardown task).
+"""Ray cluster life cycle for a DAG run: capacity, create (a setup task) and delete (a teardown task).
 
-The backend comes from ``compute.backend``: ``local_ray`` starts a head on loopback in its own
-process group. The XCom document carries what the delete needs, so teardown works from any worker.
+The backend comes from ``compute.backend``:
+
+- ``local_ray``: a head on loopback in its own process group;
+- ``kuberay``: make sure the HyperPod instance group has the nodes (scale up, wait deferrably),
+  then a KubeRay RayCluster on them, created or re-attached by its run labels, waited for
+  (deferrably) until ``.status.state`` is ``ready`` within ``compute.cluster_startup_timeout_s``.
+
+The XCom document carries what the delete needs, so teardown works from any worker. A create that
+fails after scaling up deletes what it made and releases the capacity itself (a teardown does not
+run when its setup failed).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from continuous_learning.airflow.context import task_settings
+from continuous_learning.config import Settings
 
-from airflow.sdk import BaseOperator, Context
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk import BaseOperator, Context, conf
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+CAPACITY_XCOM = "capacity"
 
 
-class CreateRayClusterOperator(BaseOperator):
-    """Bring up the Ray cluster the run's jobs will use; returns its address document."""
+def _deferrable_default() -> bool:
+    return conf.getboolean("operators", "default_deferrable", fallback=True)
+
+
+def kuberay_hook_kwargs(settings: Settings, eks_cluster_arn: str | None = None) -> dict[str, Any]:
+    """How to reach the Kubernetes API: the explicit connection, else the HyperPod cluster's EKS."""
+    return {
+        "kubernetes_conn_id": settings.kuberay.kubernetes_conn_id,
+        "eks_cluster_name": None if settings.kuberay.kubernetes_conn_id
+        else (settings.kuberay.eks_cluster_name or eks_cluster_arn),
+        "aws_conn_id": settings.hyperpod.aws_conn_id,
+        "region_name": settings.hyperpod.region_name,
+        "retries": settings.kuberay.api_retries,
+    }  # fmt: skip
+
+
+class _CapacityMixin(BaseOperator):
+    """Shared by the operators that make sure a HyperPod instance group has its nodes."""
+
+    deferrable: bool
+
+    def _hyperpod_hook(self, settings: Settings) -> Any:
+        from continuous_learning.airflow.hooks import SageMakerHyperPodHook
+
+        return SageMakerHyperPodHook(
+            aws_conn_id=settings.hyperpod.aws_conn_id, region_name=settings.hyperpod.region_name
+        )
+
+    def _ensure_capacity(self, context: Context, settings: Settings, required: int, next_method: str) -> None:
+        """Scale up when needed and wait (deferring, then resuming in ``next_method``)."""
+        from continuous_learning.compute import hyperpod
+
+        h = settings.hyperpod
+        assert h.cluster_name is not None
+        hook = self._hyperpod_hook(settings)
+        try:
+            plan = hook.ensure_capacity(h.cluster_name, h.instance_group, required)
+        except hyperpod.CapacityError as exc:
+            raise AirflowFailException(str(exc)) from None
+        context["ti"].xcom_push(key=CAPACITY_XCOM, value=plan.as_dict())
+        if plan.action == "none":
+            self._check_nodes(context, settings)
+            return
+        attempts = max(1, int(h.capacity_timeout_s / h.poll_interval_s))
+        if self.deferrable:
+            from continuous_learning.airflow.triggers import HyperPodCapacityTrigger
+
+            self.defer(
+                trigger=HyperPodCapacityTrigger(
+                    cluster_name=h.cluster_name, instance_group=h.instance_group,
+                    waiter_name=hyperpod.AT_TARGET_WAITER, waiter_delay=int(max(1, h.poll_interval_s)),
+                    waiter_max_attempts=attempts, aws_conn_id=h.aws_conn_id, region_name=h.region_name,
+                ),
+                method_name="capacity_reached",
+                kwargs={"next_method": next_method},
+            )  # fmt: skip
+        try:
+            hook.wait_for_capacity(h.cluster_name, h.instance_group, h.poll_interval_s, attempts)
+        except Exception as exc:
+            self._release_after_failure(context, settings)
+            raise AirflowException(f"HyperPod capacity not reached: {exc}") from None
+
+    def capacity_reached(
+        self, context: Context, event: dict[str, Any] | None = None, next_method: str = "execute"
+    ) -> Any:
+        """Resumed after the count waiter: check the nodes are Running (or wait for them), go on."""
+        from continuous_learning.compute import hyperpod
+
+        settings = task_settings(context)
+        h = settings.hyperpod
+        assert h.cluster_name is not None
+        if not event or event.get("status") != "success":
+            message = (event or {}).get("message")
+            self._release_after_failure(context, settings)
+            raise AirflowException(f"HyperPod {h.cluster_name}/{h.instance_group}: {message}")
+        waiter = (event or {}).get("waiter_name")
+        hook = self._hyperpod_hook(settings)
+        bad = hyperpod.unhealthy_nodes(
+            hook.list_cluster_nodes(h.cluster_name, h.instance_group), h.instance_group
+        )
+        pending = [b for b in bad if "Failure" not in b and "ShuttingDown" not in b]
+        if pending and waiter != hyperpod.NODES_RUNNING_WAITER and self.deferrable:
+            from continuous_learning.airflow.triggers import HyperPodCapacityTrigger
+
+            self.defer(
+                trigger=HyperPodCapacityTrigger(
+                    cluster_name=h.cluster_name, instance_group=h.instance_group,
+                    waiter_name=hyperpod.NODES_RUNNING_WAITER, waiter_delay=int(max(1, h.poll_interval_s)),
+                    waiter_max_attempts=max(1, int(h.capacity_timeout_s / h.poll_interval_s)),
+                    aws_conn_id=h.aws_conn_id, region_name=h.region_name,
+                ),
+                method_name="nodes_running",
+                kwargs={"next_method": next_method},
+            )  # fmt: skip
+        self._check_nodes(context, settings)
+        return getattr(self, next_method)(context)
+
+    def nodes_running(
+        self, context: Context, event: dict[str, Any] | None = None, next_method: str = "execute"
+    ) -> Any:
+        settings = task_settings(context)
+        if not event or event.get("status") != "success":
+            self._check_nodes(context, settings)  # raises the clear error naming the nodes
+            self._release_after_failure(context, settings)
+            raise AirflowException(f"HyperPod nodes not running: {(event or {}).get('message')}")
+        self._check_nodes(context, settings)
+        return getattr(self, next_method)(context)
+
+    def _check_nodes(self, context: Context, settings: Settings) -> None:
+        from continuous_learning.compute import hyperpod
+
+        h = settings.hyperpod
+        assert h.cluster_name is not None
+        try:
+            self._hyperpod_hook(settings).check_nodes_healthy(h.cluster_name, h.instance_group)
+        except hyperpod.CapacityError as exc:
+            self._release_after_failure(context, settings)
+            raise AirflowFailException(str(exc)) from None
+
+    def _capacity_plan(self, context: Context) -> dict[str, Any] | None:
+        plan = context["ti"].xcom_pull(task_ids=self.task_id, key=CAPACITY_XCOM)
+        return plan if isinstance(plan, dict) else None
+
+    def _release_after_failure(self, context: Context, settings: Settings) -> None:
+        release_capacity(self, settings, self._capacity_plan(context))
+
+
+def release_capacity(op: BaseOperator, settings: Settings, plan: dict[str, Any] | None) -> int | None:
+    """Scale the instance group back to where this run found it (when it scaled it up). Idempotent."""
+    from continuous_learning.airflow.hooks import SageMakerHyperPodHook
+    from continuous_learning.compute import hyperpod
+
+    h = settings.hyperpod
+    if not h.cluster_name or not h.scale_down_at_teardown:
+        return None
+    count = hyperpod.release_count(plan, h.baseline_instance_count)
+    if count is None:
+        op.log.info("HyperPod capacity: nothing to release (not scaled by this run, reserved, or autoscaled)")
+        return None
+    hook = SageMakerHyperPodHook(aws_conn_id=h.aws_conn_id, region_name=h.region_name)
+    describe = hook.describe_cluster(h.cluster_name)
+    group: dict[str, Any] = next(
+        (g for g in describe.get("InstanceGroups", []) if g.get("InstanceGroupName") == h.instance_group), {}
+    )
+    if int(group.get("TargetCount", -1)) == count:
+        op.log.info("HyperPod %s/%s already at %d nodes", h.cluster_name, h.instance_group, count)
+        return count
+    hook.set_instance_count(h.cluster_name, h.instance_group, count)
+    op.log.info("HyperPod %s/%s scaled back to %d nodes", h.cluster_name, h.instance_group, count)
+    return count
+
+
+class EnsureHyperPodCapacityOperator(_CapacityMixin):
+    """Make sure instance group ``instance_group`` of HyperPod cluster ``cluster_name`` has ``required`` nodes.
+
+    Scales the group with ``update_cluster`` when it is short (never when HyperPod manages node
+    autoscaling: then it only waits), waits until ``CurrentCount`` reaches ``TargetCount`` and the
+    nodes are Running, and fails with the unhealthy nodes named. Returns the capacity plan, which
+    :class:`ReleaseHyperPodCapacityOperator` takes to scale back down. Cluster, group and timeouts
+    come from the ``hyperpod`` settings.
+
+    :param required: nodes needed (templated; default: ``kuberay.worker_nodes``).
+    :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``, else True).
+    """
+
+    template_fields: Sequence[str] = ("required",)
+    ui_color = "#ffe8cc"
+
+    def __init__(
+        self, *, required: int | str | None = None, deferrable: bool | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.required = required
+        self.deferrable = _deferrable_default() if deferrable is None else deferrable
+
+    def execute(self, context: Context) -> dict[str, Any] | None:
+        settings = task_settings(context)
+        if not settings.hyperpod.cluster_name:
+            self.log.info("no hyperpod.cluster_name configured: no capacity to ensure")
+            return None
+        required = int(self.required or settings.kuberay.worker_nodes)
+        self._ensure_capacity(context, settings, required, "done")
+        return self.done(context)
+
+    def done(self, context: Context) -> dict[str, Any] | None:
+        return self._capacity_plan(context)
+
+
+class ReleaseHyperPodCapacityOperator(BaseOperator):
+    """Scale a HyperPod instance group back to its count before the run (a teardown task). Idempotent.
+
+    :param plan: the :class:`EnsureHyperPodCapacityOperator`'s XCom (templated); nothing when empty.
+    """
+
+    template_fields: Sequence[str] = ("plan",)
+    ui_color = "#ffe8cc"
+
+    def __init__(self, *, plan: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.plan = plan
+
+    def execute(self, context: Context) -> None:
+        release_capacity(self, task_settings(context), self.plan or None)
+
+
+class CreateRayClusterOperator(_CapacityMixin):
+    """Bring up the Ray cluster the run's jobs will use; returns its address document.
+
+    With ``compute.backend = kuberay``: HyperPod capacity first (when ``hyperpod.cluster_name`` is
+    set), then a RayCluster rendered from the ``kuberay`` settings, validated against the KubeRay
+    CRD schema when the CRDs are available, created or re-attached by its run labels, and waited for
+    until ready within ``compute.cluster_startup_timeout_s``; on timeout it is deleted.
+
+    :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``, else True).
+    :param poll_interval: seconds between status polls (default: ``kuberay.poll_interval_s``).
+    """
 
     ui_color = "#fff1d6"
 
+    def __init__(
+        self, *, deferrable: bool | None = None, poll_interval: float | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.deferrable = _deferrable_default() if deferrable is None else deferrable
+        self.poll_interval = poll_interval
+
     def execute(self, context: Context) -> dict[str, Any]:
         settings = task_settings(context)
-        if settings.compute.backend != "local_ray":
-            raise AirflowFailException(
-                f"compute.backend={settings.compute.backend!r} is not available in this release; use 'local_ray'"
-            )
+        if settings.compute.backend == "local_ray":
+            return self._start_local(settings)
+        if settings.hyperpod.cluster_name:
+            self._ensure_capacity(context, settings, settings.kuberay.worker_nodes, "create_cluster")
+        return self.create_cluster(context)
+
+    def _start_local(self, settings: Settings) -> dict[str, Any]:
         from continuous_learning.compute.local_ray import start_local_head
         from continuous_learning.training import job_environment
 
@@ -37,9 +273,96 @@ class CreateRayClusterOperator(BaseOperator):
         self.log.info("Ray cluster ready: dashboard %s", head.dashboard_url)
         return {"backend": "local_ray", **head.as_dict()}
 
+    def _document(self, context: Context, settings: Settings, name: str) -> dict[str, Any]:
+        plan = self._capacity_plan(context)
+        k = settings.kuberay
+        return {
+            "backend": "kuberay",
+            "name": name,
+            "namespace": k.namespace,
+            "hook": kuberay_hook_kwargs(settings, (plan or {}).get("eks_cluster_arn")),
+            "capacity": plan,
+            "nnodes": k.worker_nodes,
+            "n_gpus_per_node": k.gpus_per_node,
+        }
+
+    def create_cluster(self, context: Context) -> dict[str, Any]:
+        from continuous_learning.airflow.hooks import KubeRayHook
+        from continuous_learning.compute import kuberay
+        from continuous_learning.training import job_environment
+
+        settings = task_settings(context)
+        dag_id, run_id = context["dag"].dag_id, context["run_id"]
+        name = kuberay.cluster_name_for(dag_id, run_id)
+        doc = self._document(context, settings, name)
+        labels = kuberay.run_labels(dag_id, run_id)
+        spec = kuberay.cluster_spec_from_settings(settings, name, labels, job_environment(settings))
+        manifest = kuberay.render_raycluster(spec)
+        manifest["metadata"]["annotations"].update({"continuous-learning.io/dag-id": dag_id,
+                                                    "continuous-learning.io/run-id": run_id})  # fmt: skip
+        if kuberay.crd_directory() is not None:
+            kuberay.validate_manifest(manifest)
+        client = KubeRayHook(**doc["hook"]).kuberay()
+        obj, created = client.create_or_get(kuberay.RAYCLUSTERS, manifest)
+        self.log.info("RayCluster %s/%s %s (%d worker nodes x %d GPUs)", spec.namespace, name,
+                      "created" if created else "exists: re-attached", spec.nnodes, spec.n_gpus_per_node)  # fmt: skip
+        if kuberay.cluster_phase(obj) == "ready":
+            return doc
+        deadline = time.time() + settings.compute.cluster_startup_timeout_s
+        poll = self.poll_interval or settings.kuberay.poll_interval_s
+        if self.deferrable:
+            from continuous_learning.airflow.triggers import RayClusterReadyTrigger
+
+            self.defer(
+                trigger=RayClusterReadyTrigger(
+                    hook_kwargs=doc["hook"],
+                    namespace=spec.namespace,
+                    name=name,
+                    poll_s=poll,
+                    deadline=deadline,
+                ),
+                method_name="cluster_ready",
+            )
+        while time.time() < deadline:
+            obj = client.get(kuberay.RAYCLUSTERS, spec.namespace, name) or {}
+            phase = kuberay.cluster_phase(obj) if obj else "failed"
+            if phase == "ready":
+                return doc
+            if phase == "failed":
+                break
+            time.sleep(poll)
+        return self.cluster_ready(context, {"status": "timeout", "name": name})
+
+    def cluster_ready(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        from continuous_learning.airflow.hooks import KubeRayHook
+        from continuous_learning.compute import kuberay
+
+        settings = task_settings(context)
+        name = kuberay.cluster_name_for(context["dag"].dag_id, context["run_id"])
+        doc = self._document(context, settings, name)
+        if event and event.get("status") == "ready":
+            self.log.info("RayCluster %s ready", name)
+            return doc
+        status = (event or {}).get("status")
+        KubeRayHook(**doc["hook"]).kuberay().delete(kuberay.RAYCLUSTERS, doc["namespace"], name)
+        self._release_after_failure(context, settings)
+        if status == "timeout":
+            raise AirflowException(
+                f"RayCluster {name} not ready within {settings.compute.cluster_startup_timeout_s} s "
+                f"({(event or {}).get('message')}); deleted it and released the capacity"
+            )
+        raise AirflowException(f"RayCluster {name} {status}: {(event or {}).get('message')}; cleaned up")
+
+    def on_kill(self) -> None:
+        # Best effort: the teardown task (or the next run's create) finds leftovers by their labels.
+        self.log.info("create_ray_cluster killed: the teardown task deletes what was created")
+
 
 class DeleteRayClusterOperator(BaseOperator):
-    """Delete the run's Ray cluster, whatever happened before. Idempotent.
+    """Delete the run's Ray cluster and release its capacity, whatever happened before. Idempotent.
+
+    With ``kuberay``, every RayCluster and RayJob labelled with this DAG run is deleted (not only the
+    one in the document), then the HyperPod instance group goes back to its count before the run.
 
     :param cluster: the create task's XCom document (templated); nothing to do when it is empty.
     """
@@ -55,10 +378,30 @@ class DeleteRayClusterOperator(BaseOperator):
         if not self.cluster:
             self.log.info("no cluster was created for this run: nothing to delete")
             return
-        if self.cluster.get("backend") == "local_ray":
+        backend = self.cluster.get("backend")
+        if backend == "local_ray":
             from continuous_learning.compute.local_ray import LocalRayHead, stop_local_head
 
             stopped = stop_local_head(LocalRayHead.from_dict(self.cluster))
             self.log.info("local Ray head stopped (%d processes)", stopped)
             return
+        if backend == "kuberay":
+            self._delete_kuberay(context)
+            return
         raise AirflowFailException(f"unknown cluster backend in {self.cluster!r}")
+
+    def _delete_kuberay(self, context: Context) -> None:
+        from continuous_learning.airflow.hooks import KubeRayHook
+        from continuous_learning.compute import kuberay
+
+        settings = task_settings(context)
+        client = KubeRayHook(**self.cluster["hook"]).kuberay()
+        labels = kuberay.run_labels(context["dag"].dag_id, context["run_id"])
+        key = {f"{kuberay.LABEL_PREFIX}/run-key": labels[f"{kuberay.LABEL_PREFIX}/run-key"]}
+        namespace = self.cluster["namespace"]
+        jobs = client.delete_matching(kuberay.RAYJOBS, namespace, key)
+        clusters = client.delete_matching(kuberay.RAYCLUSTERS, namespace, key)
+        if client.delete(kuberay.RAYCLUSTERS, namespace, self.cluster["name"]):
+            clusters.append(self.cluster["name"])
+        self.log.info("deleted RayJobs %s and RayClusters %s", jobs or "-", clusters or "-")
+        release_capacity(self, settings, self.cluster.get("capacity"))

@@ -1,0 +1,245 @@
+"""Triggers: the deferrable waits of the HyperPod/KubeRay operators.
+
+The HyperPod wait is the Amazon provider's :class:`AwsBaseWaiterTrigger` over the waiter model in
+``compute/waiters/sagemaker.json`` (the same model the blocking wait uses). The KubeRay waits poll
+the Kubernetes API with the synchronous client in a worker thread (``asyncio.to_thread``), so the
+triggerer's event loop is never blocked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from continuous_learning.airflow.hooks import KubeRayHook, SageMakerHyperPodHook
+from continuous_learning.compute import hyperpod
+from continuous_learning.compute.kuberay import RAYCLUSTERS, RAYJOBS, cluster_phase, job_phase
+
+from airflow.providers.amazon.aws.triggers.base import AwsBaseWaiterTrigger
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+
+class HyperPodCapacityTrigger(AwsBaseWaiterTrigger):
+    """Wait until a HyperPod instance group is at its target count, or its nodes are Running.
+
+    :param cluster_name: HyperPod cluster name or ARN.
+    :param instance_group: the instance group.
+    :param waiter_name: ``hyperpod_instance_groups_at_target`` or ``hyperpod_nodes_running``.
+    :param waiter_delay: seconds between polls.
+    :param waiter_max_attempts: polls before giving up.
+    :param aws_conn_id: AWS connection.
+    :param region_name: AWS region.
+    """
+
+    aws_hook_class = SageMakerHyperPodHook
+
+    def __init__(
+        self,
+        *,
+        cluster_name: str,
+        instance_group: str,
+        waiter_name: str = hyperpod.AT_TARGET_WAITER,
+        waiter_delay: int = 30,
+        waiter_max_attempts: int = 120,
+        aws_conn_id: str | None = "aws_default",
+        region_name: str | None = None,
+    ) -> None:
+        args = hyperpod.waiter_args(waiter_name, cluster_name, instance_group)
+        super().__init__(
+            serialized_fields={
+                "cluster_name": cluster_name,
+                "instance_group": instance_group,
+                "waiter_name": waiter_name,
+            },
+            waiter_name=waiter_name,
+            waiter_args=args,
+            failure_message=f"HyperPod {cluster_name}/{instance_group} did not reach its capacity",
+            status_message=f"HyperPod {cluster_name} capacity ({waiter_name})",
+            status_queries=["ClusterStatus", "InstanceGroups[].[InstanceGroupName,CurrentCount,TargetCount]"]
+            if waiter_name == hyperpod.AT_TARGET_WAITER
+            else ["ClusterNodeSummaries[].[InstanceId,InstanceStatus.Status]"],
+            return_key="cluster_name",
+            return_value=cluster_name,
+            waiter_delay=waiter_delay,
+            waiter_max_attempts=waiter_max_attempts,
+            aws_conn_id=aws_conn_id,
+            region_name=region_name,
+        )
+
+
+class _KubeRayTrigger(BaseTrigger):
+    def __init__(self, *, hook_kwargs: dict[str, Any], namespace: str, name: str, poll_s: float) -> None:
+        super().__init__()
+        self.hook_kwargs = hook_kwargs
+        self.namespace = namespace
+        self.name = name
+        self.poll_s = poll_s
+
+    def _client(self) -> Any:
+        return KubeRayHook(**self.hook_kwargs).kuberay()
+
+    async def _get(self, client: Any, plural: str) -> dict[str, Any] | None:
+        return await asyncio.to_thread(client.get, plural, self.namespace, self.name)
+
+
+class RayClusterReadyTrigger(_KubeRayTrigger):
+    """Fire when the RayCluster's ``.status.state`` is ``ready``; or ``failed``/``gone``/``timeout``.
+
+    :param hook_kwargs: :meth:`KubeRayHook.serialize` of the operator's hook.
+    :param namespace: the cluster's namespace.
+    :param name: the RayCluster's name.
+    :param deadline: epoch seconds after which the wait ends with ``timeout``.
+    :param poll_s: seconds between polls.
+    """
+
+    def __init__(self, *, deadline: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.deadline = deadline
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {"hook_kwargs": self.hook_kwargs, "namespace": self.namespace, "name": self.name,
+             "poll_s": self.poll_s, "deadline": self.deadline},
+        )  # fmt: skip
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        client = await asyncio.to_thread(self._client)
+        last = None
+        while True:
+            try:
+                obj = await self._get(client, RAYCLUSTERS)
+            except Exception as exc:
+                yield TriggerEvent({"status": "error", "name": self.name, "message": str(exc)})
+                return
+            if obj is None:
+                yield TriggerEvent({"status": "gone", "name": self.name, "message": "RayCluster was deleted"})
+                return
+            phase = cluster_phase(obj)
+            state = (obj.get("status") or {}).get("state")
+            if state != last:
+                self.log.info("RayCluster %s/%s: state %s", self.namespace, self.name, state or "(none yet)")
+                last = state
+            if phase == "ready":
+                yield TriggerEvent(
+                    {"status": "ready", "name": self.name, "cluster_status": obj.get("status")}
+                )
+                return
+            if phase == "failed":
+                reason = (obj.get("status") or {}).get("reason")
+                yield TriggerEvent({"status": "failed", "name": self.name, "message": str(reason)})
+                return
+            if time.time() > self.deadline:
+                yield TriggerEvent({"status": "timeout", "name": self.name, "message": f"state {state}"})
+                return
+            await asyncio.sleep(self.poll_s)
+
+
+class RayJobTrigger(_KubeRayTrigger):
+    """Wait for a RayJob to finish, streaming its driver log into the task log.
+
+    Two clocks: the job must start running before ``startup_deadline`` (epoch seconds), then finish
+    within ``run_timeout_s`` of its start. Events: ``succeeded``, ``failed``, ``stopped``,
+    ``startup_timeout``, ``run_timeout``, ``gone``, ``error``.
+
+    :param hook_kwargs: :meth:`KubeRayHook.serialize` of the operator's hook.
+    :param namespace: the RayJob's namespace.
+    :param name: the RayJob's name.
+    :param cluster_name: the RayCluster the job runs on (for the driver log), if known.
+    :param submission_id: the Ray job submission id (``spec.jobId``).
+    :param startup_deadline: epoch seconds.
+    :param run_timeout_s: seconds from the job's start.
+    :param log_offset: characters of the driver log already printed (on re-deferral).
+    :param poll_s: seconds between polls.
+    """
+
+    def __init__(
+        self,
+        *,
+        cluster_name: str | None,
+        submission_id: str,
+        startup_deadline: float,
+        run_timeout_s: float,
+        log_offset: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.cluster_name = cluster_name
+        self.submission_id = submission_id
+        self.startup_deadline = startup_deadline
+        self.run_timeout_s = run_timeout_s
+        self.log_offset = log_offset
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {"hook_kwargs": self.hook_kwargs, "namespace": self.namespace, "name": self.name,
+             "poll_s": self.poll_s, "cluster_name": self.cluster_name, "submission_id": self.submission_id,
+             "startup_deadline": self.startup_deadline, "run_timeout_s": self.run_timeout_s,
+             "log_offset": self.log_offset},
+        )  # fmt: skip
+
+    async def _stream_logs(self, client: Any, cluster: str | None) -> str:
+        if not cluster:
+            return ""
+        try:
+            logs: str = await asyncio.to_thread(client.job_logs, self.namespace, cluster, self.submission_id)
+        except Exception as exc:  # the log is a convenience: never fail the wait for it
+            self.log.debug("driver log not available yet: %s", exc)
+            return ""
+        if len(logs) > self.log_offset:
+            for line in logs[self.log_offset :].splitlines():
+                self.log.info("[ray job %s] %s", self.submission_id, line)
+            self.log_offset = len(logs)
+        return logs
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        client = await asyncio.to_thread(self._client)
+        started: float | None = None
+        last = None
+        while True:
+            try:
+                obj = await self._get(client, RAYJOBS)
+            except Exception as exc:
+                yield self._event("error", str(exc))
+                return
+            if obj is None:
+                yield self._event("gone", "the RayJob was deleted")
+                return
+            status = obj.get("status") or {}
+            phase = job_phase(obj)
+            cluster = self.cluster_name or status.get("rayClusterName")
+            if (phase, status.get("jobDeploymentStatus")) != last:
+                self.log.info("RayJob %s: job %s, deployment %s", self.name, status.get("jobStatus"),
+                              status.get("jobDeploymentStatus"))  # fmt: skip
+                last = (phase, status.get("jobDeploymentStatus"))
+            logs = await self._stream_logs(client, cluster) if phase != "pending" else ""
+            now = time.time()
+            if phase in ("succeeded", "failed", "stopped"):
+                yield self._event(phase, str(status.get("message") or ""), logs[-4000:])
+                return
+            if phase == "running" and started is None:
+                started = now
+            if started is None and now > self.startup_deadline:
+                yield self._event("startup_timeout", "the job did not start before its startup deadline")
+                return
+            if started is not None and now - started > self.run_timeout_s:
+                yield self._event(
+                    "run_timeout", f"still running after {self.run_timeout_s:.0f} s", logs[-4000:]
+                )
+                return
+            await asyncio.sleep(self.poll_s)
+
+    def _event(self, status: str, message: str, logs_tail: str = "") -> TriggerEvent:
+        return TriggerEvent(
+            {"status": status, "name": self.name, "submission_id": self.submission_id, "message": message,
+             "logs_tail": logs_tail, "log_offset": self.log_offset},
+        )  # fmt: skip
+
+    async def on_kill(self) -> None:
+        """The user killed the deferred task: delete the RayJob (KubeRay stops the Ray job)."""
+        client = await asyncio.to_thread(self._client)
+        deleted = await asyncio.to_thread(client.delete, RAYJOBS, self.namespace, self.name)
+        self.log.info("RayJob %s %s on kill", self.name, "deleted" if deleted else "already gone")

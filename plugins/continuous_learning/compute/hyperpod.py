@@ -1,0 +1,155 @@
+"""SageMaker HyperPod capacity: does instance group G of cluster C have N schedulable nodes?
+
+Pure decisions over ``describe_cluster`` / ``list_cluster_nodes`` answers (no Airflow, no client):
+the Airflow hook makes the calls, this module says what to do with them. The waiting itself is
+written once, as the botocore waiter model in ``waiters/sagemaker.json``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+WAITERS_PATH = Path(__file__).parent / "waiters" / "sagemaker.json"
+AT_TARGET_WAITER = "hyperpod_instance_groups_at_target"
+NODES_RUNNING_WAITER = "hyperpod_nodes_running"
+UNHEALTHY_NODE_STATES = {"Failure", "ShuttingDown"}
+
+
+class CapacityError(RuntimeError):
+    """The instance group is missing, cannot provide the nodes, or its nodes are not healthy."""
+
+
+Action = Literal["none", "scale", "wait"]
+
+
+@dataclass(frozen=True)
+class CapacityPlan:
+    """What to do so that ``instance_group`` has ``required`` nodes, and how to undo it."""
+
+    cluster_name: str
+    instance_group: str
+    required: int
+    current: int
+    target: int
+    action: Action
+    scale_to: int | None
+    original_count: int
+    training_plan_arn: str | None
+    autoscaling_managed: bool
+    eks_cluster_arn: str | None
+
+    @property
+    def scaled_up(self) -> bool:
+        return self.action == "scale" and (self.scale_to or 0) > self.original_count
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _group(describe: dict[str, Any], name: str) -> dict[str, Any]:
+    for group in describe.get("InstanceGroups") or []:
+        if group.get("InstanceGroupName") == name:
+            return dict(group)
+    known = ", ".join(g.get("InstanceGroupName", "?") for g in describe.get("InstanceGroups") or [])
+    raise CapacityError(
+        f"HyperPod cluster {describe.get('ClusterName')} has no instance group {name!r} (has: {known or 'none'})"
+    )
+
+
+def autoscaling_managed(describe: dict[str, Any]) -> bool:
+    """True when HyperPod manages node autoscaling itself (then the pipeline only waits)."""
+    mode = str((describe.get("AutoScaling") or {}).get("Mode") or "")
+    return mode.lower() == "enable"
+
+
+def eks_cluster_arn(describe: dict[str, Any]) -> str | None:
+    return ((describe.get("Orchestrator") or {}).get("Eks") or {}).get("ClusterArn")
+
+
+def plan_capacity(
+    describe: dict[str, Any], instance_group: str, required: int, force_wait_only: bool = False
+) -> CapacityPlan:
+    """Decide from a ``describe_cluster`` answer: nothing to do, scale the group, or only wait.
+
+    - enough nodes (current and target >= required): nothing;
+    - HyperPod autoscaling on (or ``force_wait_only``): never call ``update_cluster``, only wait;
+    - a group on a training plan scales within its reservation (the API refuses more), and is not
+      scaled down afterwards: the reserved nodes are paid for by the plan whether used or not.
+    """
+    if required < 1:
+        raise CapacityError(f"required node count must be at least 1 (got {required})")
+    status = describe.get("ClusterStatus")
+    if status in ("Failed", "Deleting", "RollingBack"):
+        raise CapacityError(f"HyperPod cluster {describe.get('ClusterName')} is {status}")
+    group = _group(describe, instance_group)
+    current = int(group.get("CurrentCount", 0))
+    target = int(group.get("TargetCount", current))
+    managed = force_wait_only or autoscaling_managed(describe)
+    if current >= required and target >= required:
+        action: Action = "none"
+        scale_to = None
+    elif managed or target >= required:
+        action, scale_to = "wait", None
+    else:
+        action, scale_to = "scale", required
+    return CapacityPlan(
+        cluster_name=str(describe.get("ClusterName")),
+        instance_group=instance_group,
+        required=required,
+        current=current,
+        target=target,
+        action=action,
+        scale_to=scale_to,
+        original_count=target,
+        training_plan_arn=group.get("TrainingPlanArn"),
+        autoscaling_managed=managed,
+        eks_cluster_arn=eks_cluster_arn(describe),
+    )
+
+
+def update_request(describe: dict[str, Any], instance_group: str, count: int) -> dict[str, Any]:
+    """The ``update_cluster`` arguments that set ``instance_group`` to ``count`` nodes.
+
+    UpdateCluster takes the group's full specification, so it is copied from ``describe_cluster``.
+    """
+    group = _group(describe, instance_group)
+    keep = (
+        "InstanceGroupName", "InstanceType", "LifeCycleConfig", "ExecutionRole", "ThreadsPerCore",
+        "InstanceStorageConfigs", "OnStartDeepHealthChecks", "TrainingPlanArn", "OverrideVpcConfig",
+        "ScheduledUpdateConfig",
+    )  # fmt: skip
+    spec = {k: group[k] for k in keep if k in group and group[k] is not None}
+    spec["InstanceCount"] = int(count)
+    return {"ClusterName": describe["ClusterName"], "InstanceGroups": [spec]}
+
+
+def release_count(plan: dict[str, Any] | None, baseline: int) -> int | None:
+    """The count to scale back to at teardown, or None when this run must not scale down."""
+    if plan is None:
+        return None
+    if plan.get("autoscaling_managed") or plan.get("training_plan_arn"):
+        return None
+    if plan.get("action") != "scale":
+        return None
+    return int(plan.get("original_count", baseline))
+
+
+def unhealthy_nodes(nodes: list[dict[str, Any]], instance_group: str) -> list[str]:
+    """``"<instance id> (<status>: <message>)"`` for each node of the group not Running."""
+    bad = []
+    for node in nodes:
+        if node.get("InstanceGroupName") != instance_group:
+            continue
+        status = node.get("InstanceStatus") or {}
+        if status.get("Status") != "Running":
+            bad.append(f"{node.get('InstanceId')} ({status.get('Status')}: {status.get('Message') or '-'})")
+    return bad
+
+
+def waiter_args(waiter_name: str, cluster_name: str, instance_group: str) -> dict[str, Any]:
+    """The operation arguments of each HyperPod waiter."""
+    if waiter_name == NODES_RUNNING_WAITER:
+        return {"ClusterName": cluster_name, "InstanceGroupNameContains": instance_group}
+    return {"ClusterName": cluster_name}

@@ -1,0 +1,558 @@
+"""KubeRay RayCluster and RayJob: typed specs, rendered manifests, CRD validation, API calls.
+
+No Airflow here: the Airflow adapters (hooks, triggers, operators) give this module a Kubernetes
+``CustomObjectsApi`` (and a ``CoreV1Api`` for the driver log through the head service's proxy).
+
+Every object carries labels from its DAG run and task, so a retry finds what an earlier attempt
+created (re-attach) and a teardown finds what a failed task left behind.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+log = logging.getLogger(__name__)
+
+GROUP = "ray.io"
+VERSION = "v1"
+RAYCLUSTERS = "rayclusters"
+RAYJOBS = "rayjobs"
+LABEL_PREFIX = "continuous-learning.io"
+INSTANCE_GROUP_LABEL = "sagemaker.amazonaws.com/instance-group-name"
+NODE_HEALTH_LABEL = "sagemaker.amazonaws.com/node-health-status"
+DASHBOARD_PORT = 8265
+T = TypeVar("T")
+
+
+class KubeRayError(RuntimeError):
+    """A KubeRay object could not be created, read or deleted, or reached a failed state."""
+
+
+class ManifestInvalid(KubeRayError):
+    """A rendered manifest does not match the KubeRay CRD schema."""
+
+
+# --------------------------------------------------------------------------------------------- specs
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HeadGroupSpec(_Spec):
+    cpu: str = "8"
+    memory: str = "32Gi"
+    instance_group: str | None = Field(
+        None, description="HyperPod instance group for the head; None: any node"
+    )
+
+
+class WorkerGroupSpec(_Spec):
+    name: str = Field("gpu", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=30)
+    instance_group: str = Field(min_length=1, description="HyperPod instance group the workers run on")
+    replicas: int = Field(1, ge=1, le=16, description="worker nodes: one Ray worker pod per node")
+    gpus_per_node: int = Field(8, ge=0, le=16)
+    efa_per_node: int = Field(0, ge=0, le=32)
+    cpu: str = "180"
+    memory: str = "1800Gi"
+
+
+class RayClusterSpec(_Spec):
+    """What a training Ray cluster on HyperPod looks like; rendered into a ray.io/v1 RayCluster."""
+
+    name: str = Field(pattern=r"^[a-z]([-a-z0-9]*[a-z0-9])?$", max_length=48)
+    namespace: str = Field(min_length=1)
+    image: str = Field(min_length=1)
+    ray_version: str = "2.60.0"
+    service_account: str | None = None
+    head: HeadGroupSpec = HeadGroupSpec()
+    workers: list[WorkerGroupSpec] = Field(min_length=1)
+    shm_size: str = "64Gi"
+    fsx_claim: str | None = None
+    fsx_mount_path: str = "/fsx"
+    env: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def nnodes(self) -> int:
+        """Trainer nodes: the worker pods (one per HyperPod node)."""
+        return sum(w.replicas for w in self.workers)
+
+    @property
+    def n_gpus_per_node(self) -> int:
+        return max(w.gpus_per_node for w in self.workers)
+
+
+# ----------------------------------------------------------------------------------- names and labels
+
+
+def _label_value(value: str) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "_", value)[:63]
+    return re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", cleaned) or "x"
+
+
+def identity_key(*parts: str) -> str:
+    """A short, stable hash of e.g. (dag_id, run_id[, task_id]) used in names and label selectors."""
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:12]
+
+
+def run_labels(dag_id: str, run_id: str, task_id: str | None = None) -> dict[str, str]:
+    """Labels for an object created by a DAG run's task (values made label-safe; keys hash the raw ids)."""
+    labels = {
+        "app.kubernetes.io/managed-by": "continuous-learning",
+        f"{LABEL_PREFIX}/dag-id": _label_value(dag_id),
+        f"{LABEL_PREFIX}/run-id": _label_value(run_id),
+        f"{LABEL_PREFIX}/run-key": identity_key(dag_id, run_id),
+    }
+    if task_id is not None:
+        labels[f"{LABEL_PREFIX}/task-id"] = _label_value(task_id)
+        labels[f"{LABEL_PREFIX}/task-key"] = identity_key(dag_id, run_id, task_id)
+    return labels
+
+
+def cluster_name_for(dag_id: str, run_id: str) -> str:
+    prefix = re.sub(r"[^a-z0-9]+", "-", dag_id.lower()).strip("-")[:20] or "run"
+    return f"{prefix}-{identity_key(dag_id, run_id)}"
+
+
+def label_selector(labels: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+# ------------------------------------------------------------------------------------------ rendering
+
+
+def _resources(cpu: str, memory: str, gpus: int = 0, efa: int = 0) -> dict[str, Any]:
+    limits: dict[str, Any] = {"cpu": cpu, "memory": memory}
+    if gpus:
+        limits["nvidia.com/gpu"] = gpus
+    if efa:
+        limits["vpc.amazonaws.com/efa"] = efa
+    return {"requests": dict(limits), "limits": limits}
+
+
+def _pod_template(
+    spec: RayClusterSpec,
+    *,
+    container: str,
+    resources: dict[str, Any],
+    instance_group: str | None,
+    gpus: bool,
+    efa: bool,
+) -> dict[str, Any]:
+    env = [{"name": k, "value": v} for k, v in sorted(spec.env.items())]
+    if efa:
+        env += [
+            {"name": "FI_PROVIDER", "value": "efa"},
+            {"name": "FI_EFA_USE_DEVICE_RDMA", "value": "1"},
+            {"name": "NCCL_PROTO", "value": "simple"},
+            {"name": "NCCL_SOCKET_IFNAME", "value": "^lo,docker"},
+        ]
+    if gpus:
+        env += [{"name": "NCCL_DEBUG", "value": "WARN"}, {"name": "NCCL_NVLS_ENABLE", "value": "0"}]
+    mounts = [{"name": "dshm", "mountPath": "/dev/shm"}]
+    volumes: list[dict[str, Any]] = [
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": spec.shm_size}}
+    ]
+    if spec.fsx_claim:
+        mounts.append({"name": "fsx", "mountPath": spec.fsx_mount_path})
+        volumes.append({"name": "fsx", "persistentVolumeClaim": {"claimName": spec.fsx_claim}})
+    pod: dict[str, Any] = {
+        "containers": [
+            {
+                "name": container,
+                "image": spec.image,
+                "imagePullPolicy": "IfNotPresent",
+                "resources": resources,
+                "env": env,
+                "volumeMounts": mounts,
+                "lifecycle": {"preStop": {"exec": {"command": ["/bin/sh", "-c", "ray stop"]}}},
+            }
+        ],
+        "volumes": volumes,
+    }
+    if instance_group:
+        pod["nodeSelector"] = {INSTANCE_GROUP_LABEL: instance_group, NODE_HEALTH_LABEL: "Schedulable"}
+    tolerations = []
+    if gpus:
+        tolerations.append({"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"})
+    if efa:
+        tolerations.append({"key": "vpc.amazonaws.com/efa", "operator": "Exists", "effect": "NoSchedule"})
+    if tolerations:
+        pod["tolerations"] = tolerations
+    if spec.service_account:
+        pod["serviceAccountName"] = spec.service_account
+    return {"metadata": {"labels": dict(spec.labels)}, "spec": pod}
+
+
+def render_raycluster(spec: RayClusterSpec) -> dict[str, Any]:
+    """The ray.io/v1 RayCluster manifest for ``spec``: a head and one worker group per spec entry."""
+    head_resources = _resources(spec.head.cpu, spec.head.memory)
+    head = {
+        "serviceType": "ClusterIP",
+        "rayStartParams": {"dashboard-host": "0.0.0.0", "num-gpus": "0"},
+        "template": _pod_template(
+            spec, container="ray-head", resources=head_resources,
+            instance_group=spec.head.instance_group, gpus=False, efa=False,
+        ),
+    }  # fmt: skip
+    workers = []
+    for group in spec.workers:
+        workers.append(
+            {
+                "groupName": group.name,
+                "replicas": group.replicas,
+                "minReplicas": group.replicas,
+                "maxReplicas": group.replicas,
+                "numOfHosts": 1,
+                "rayStartParams": {"num-gpus": str(group.gpus_per_node)},
+                "template": _pod_template(
+                    spec,
+                    container="ray-worker",
+                    resources=_resources(group.cpu, group.memory, group.gpus_per_node, group.efa_per_node),
+                    instance_group=group.instance_group,
+                    gpus=group.gpus_per_node > 0,
+                    efa=group.efa_per_node > 0,
+                ),
+            }
+        )
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "RayCluster",
+        "metadata": {
+            "name": spec.name,
+            "namespace": spec.namespace,
+            "labels": {**spec.labels, "ray.io/cluster": spec.name},
+            "annotations": dict(spec.annotations),
+        },
+        "spec": {
+            "rayVersion": spec.ray_version,
+            "enableInTreeAutoscaling": False,
+            "headGroupSpec": head,
+            "workerGroupSpecs": workers,
+        },
+    }
+
+
+def render_rayjob(
+    *,
+    name: str,
+    namespace: str,
+    entrypoint: str,
+    job_id: str,
+    env: dict[str, str],
+    labels: dict[str, str],
+    annotations: dict[str, str] | None = None,
+    cluster_name: str | None = None,
+    cluster_spec: RayClusterSpec | None = None,
+    active_deadline_s: int | None = None,
+    startup_deadline_s: int | None = None,
+) -> dict[str, Any]:
+    """A ray.io/v1 RayJob: on an existing cluster (``cluster_name``) or its own (``cluster_spec``)."""
+    if (cluster_name is None) == (cluster_spec is None):
+        raise ValueError("give exactly one of cluster_name and cluster_spec")
+    spec: dict[str, Any] = {
+        "entrypoint": entrypoint,
+        "jobId": job_id,
+        "runtimeEnvYAML": json.dumps({"env_vars": env}, sort_keys=True),  # JSON is YAML
+        "submissionMode": "HTTPMode",
+        "backoffLimit": 0,
+    }
+    if cluster_name is not None:
+        spec["clusterSelector"] = {"ray.io/cluster": cluster_name}
+    else:
+        assert cluster_spec is not None
+        spec["rayClusterSpec"] = render_raycluster(cluster_spec)["spec"]
+        spec["shutdownAfterJobFinishes"] = True
+        spec["ttlSecondsAfterFinished"] = 60
+    if active_deadline_s:
+        spec["activeDeadlineSeconds"] = int(active_deadline_s)
+    if startup_deadline_s:
+        spec["preRunningDeadlineSeconds"] = int(startup_deadline_s)
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "RayJob",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": dict(labels),
+            "annotations": dict(annotations or {}),
+        },
+        "spec": spec,
+    }
+
+
+# ------------------------------------------------------------------------------------------ validation
+
+
+def crd_directory() -> Path | None:
+    """Where the KubeRay CRDs are: ``CL_KUBERAY_CRDS``, else ``<repo>/../shared/kuberay-crds``."""
+    candidates = [os.environ.get("CL_KUBERAY_CRDS")]
+    candidates.append(str(Path(__file__).resolve().parents[3].parent / "shared" / "kuberay-crds"))
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "ray.io_rayclusters.yaml").exists():
+            return Path(candidate)
+    return None
+
+
+def _closed(schema: Any) -> Any:
+    """The schema with unknown fields rejected, as the API server prunes them (structural schemas)."""
+    if isinstance(schema, dict):
+        out = {k: _closed(v) for k, v in schema.items()}
+        if (
+            out.get("type") == "object"
+            and "properties" in out
+            and "additionalProperties" not in out
+            and not out.get("x-kubernetes-preserve-unknown-fields")
+        ):
+            out["additionalProperties"] = False
+        return out
+    if isinstance(schema, list):
+        return [_closed(v) for v in schema]
+    return schema
+
+
+@functools.lru_cache(maxsize=4)
+def _validator(kind: str, directory: str) -> Any:
+    import jsonschema
+    import yaml
+
+    plural = {"RayCluster": RAYCLUSTERS, "RayJob": RAYJOBS}[kind]
+    with open(Path(directory) / f"ray.io_{plural}.yaml", encoding="utf-8") as fh:
+        crd = yaml.safe_load(fh)
+    version = next(v for v in crd["spec"]["versions"] if v["name"] == VERSION)
+    schema = _closed(version["schema"]["openAPIV3Schema"])
+    return jsonschema.Draft7Validator(schema)
+
+
+def validate_manifest(manifest: dict[str, Any], directory: Path | None = None) -> None:
+    """Raise :class:`ManifestInvalid` unless ``manifest`` matches its KubeRay CRD's openAPIV3Schema."""
+    directory = directory or crd_directory()
+    if directory is None:
+        raise ManifestInvalid("KubeRay CRDs not found: set CL_KUBERAY_CRDS to their directory")
+    validator = _validator(manifest["kind"], str(directory))
+    errors = sorted(validator.iter_errors(manifest), key=lambda e: list(e.absolute_path))
+    if errors:
+        detail = "; ".join(
+            f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in errors[:5]
+        )
+        raise ManifestInvalid(f"{manifest['kind']} {manifest['metadata']['name']} is invalid: {detail}")
+
+
+# ------------------------------------------------------------------------------------------------ status
+
+ClusterPhase = Literal["ready", "failed", "pending"]
+JobPhase = Literal["pending", "running", "succeeded", "failed", "stopped"]
+
+
+def cluster_phase(obj: dict[str, Any]) -> ClusterPhase:
+    state = str((obj.get("status") or {}).get("state") or "").lower()
+    if state == "ready":
+        return "ready"
+    if state == "failed":
+        return "failed"
+    return "pending"
+
+
+def job_phase(obj: dict[str, Any]) -> JobPhase:
+    status = obj.get("status") or {}
+    job = str(status.get("jobStatus") or "").upper()
+    deployment = str(status.get("jobDeploymentStatus") or "")
+    if job == "SUCCEEDED":
+        return "succeeded"
+    if job == "STOPPED":
+        return "stopped"
+    if job == "FAILED" or deployment in ("Failed", "ValidationFailed"):
+        return "failed"
+    if job == "RUNNING" or deployment == "Running":
+        return "running"
+    return "pending"
+
+
+# -------------------------------------------------------------------------------------------- API calls
+
+RETRYABLE = {409, 429, 500, 502, 503, 504}
+
+
+def _status(exc: BaseException) -> int | None:
+    status = getattr(exc, "status", None)
+    return int(status) if isinstance(status, int) else None
+
+
+class KubeRayClient:
+    """RayCluster/RayJob calls with retries on 409/429/5xx and connection errors.
+
+    :param custom_api: a ``kubernetes.client.CustomObjectsApi`` (or one with the same methods).
+    :param core_api: a ``kubernetes.client.CoreV1Api`` for the driver log (head service proxy).
+    """
+
+    def __init__(
+        self, custom_api: Any, core_api: Any = None, retries: int = 5, backoff_s: float = 0.5
+    ) -> None:
+        self.custom = custom_api
+        self.core = core_api
+        self.retries = retries
+        self.backoff_s = backoff_s
+
+    def _call(self, what: str, fn: Callable[[], T], retry_conflict: bool = True) -> T:
+        for attempt in range(self.retries + 1):
+            try:
+                return fn()
+            except Exception as exc:
+                status = _status(exc)
+                transient = status in RETRYABLE and (retry_conflict or status != 409)
+                transient = transient or (status is None and isinstance(exc, (OSError, ConnectionError)))
+                if not transient or attempt == self.retries:
+                    raise
+                delay = min(self.backoff_s * 2**attempt, 10.0)
+                log.warning("%s: Kubernetes API answered %s; retry %d in %.1f s", what, status or exc,
+                            attempt + 1, delay)  # fmt: skip
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def create_or_get(self, plural: str, manifest: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Create ``manifest``; when it exists already (409 AlreadyExists), return the existing one."""
+        meta = manifest["metadata"]
+
+        def create() -> dict[str, Any]:
+            return dict(
+                self.custom.create_namespaced_custom_object(
+                    GROUP, VERSION, meta["namespace"], plural, manifest
+                )
+            )
+
+        try:
+            return self._call(f"create {plural}/{meta['name']}", create, retry_conflict=False), True
+        except Exception as exc:
+            if _status(exc) != 409:
+                raise
+        existing = self.get(plural, meta["namespace"], meta["name"])
+        if existing is None:  # conflict with an object being deleted: retry once more after a pause
+            time.sleep(self.backoff_s)
+            return self._call(f"create {plural}/{meta['name']}", create), True
+        log.info("%s %s exists: re-attaching", plural, meta["name"])
+        return existing, False
+
+    def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        def fetch() -> dict[str, Any] | None:
+            try:
+                return dict(self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name))
+            except Exception as exc:
+                if _status(exc) == 404:
+                    return None
+                raise
+
+        return self._call(f"get {plural}/{name}", fetch)
+
+    def find(self, plural: str, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+        """Objects carrying all ``labels`` (filtered here too, whatever the server's selector support)."""
+        answer = self._call(
+            f"list {plural}",
+            lambda: self.custom.list_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, label_selector=label_selector(labels)
+            ),
+        )
+        items = [dict(i) for i in answer.get("items", [])]
+        return [
+            i for i in items
+            if all((i.get("metadata", {}).get("labels") or {}).get(k) == v for k, v in labels.items())
+        ]  # fmt: skip
+
+    def delete(self, plural: str, namespace: str, name: str) -> bool:
+        """Delete (foreground propagation); ``False`` when it was already gone."""
+
+        def remove() -> bool:
+            try:
+                self.custom.delete_namespaced_custom_object(
+                    GROUP, VERSION, namespace, plural, name, propagation_policy="Foreground"
+                )
+                return True
+            except Exception as exc:
+                if _status(exc) == 404:
+                    return False
+                raise
+
+        return self._call(f"delete {plural}/{name}", remove)
+
+    def delete_matching(self, plural: str, namespace: str, labels: dict[str, str]) -> list[str]:
+        deleted = []
+        for obj in self.find(plural, namespace, labels):
+            name = obj["metadata"]["name"]
+            if self.delete(plural, namespace, name):
+                deleted.append(name)
+        return deleted
+
+    def job_logs(self, namespace: str, cluster_name: str, submission_id: str) -> str:
+        """The driver's log from the Ray dashboard, through the API server's service proxy."""
+        if self.core is None:
+            return ""
+        path = f"api/jobs/{submission_id}/logs"
+        answer = self._call(
+            f"logs {submission_id}",
+            lambda: self.core.connect_get_namespaced_service_proxy_with_path(
+                f"{cluster_name}-head-svc:{DASHBOARD_PORT}", namespace, path, _preload_content=False
+            ),
+        )
+        raw = answer.data if hasattr(answer, "data") else answer
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        try:
+            return str(json.loads(text).get("logs", ""))
+        except (ValueError, AttributeError):
+            return text
+
+
+def next_attempt(jobs: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, int]:
+    """Given a task's RayJobs, the one to re-attach to (running or succeeded) and the next attempt number."""
+
+    def number(obj: dict[str, Any]) -> int:
+        return int((obj["metadata"].get("labels") or {}).get(f"{LABEL_PREFIX}/attempt", "0"))
+
+    ordered = sorted(jobs, key=number)
+    if not ordered:
+        return None, 1
+    last = ordered[-1]
+    if job_phase(last) in ("pending", "running", "succeeded"):
+        return last, number(last)
+    return None, number(last) + 1
+
+
+def cluster_spec_from_settings(
+    settings: Any, name: str, labels: dict[str, str], env: dict[str, str]
+) -> RayClusterSpec:
+    """The run's RayClusterSpec from ``settings.kuberay`` / ``settings.hyperpod`` (a config.Settings)."""
+    k = settings.kuberay
+    return RayClusterSpec(
+        name=name,
+        namespace=k.namespace,
+        image=k.image,
+        ray_version=k.ray_version,
+        service_account=k.service_account,
+        head=HeadGroupSpec(cpu=k.head_cpu, memory=k.head_memory),
+        workers=[
+            WorkerGroupSpec(
+                instance_group=settings.hyperpod.instance_group,
+                replicas=k.worker_nodes,
+                gpus_per_node=k.gpus_per_node,
+                efa_per_node=k.efa_per_node,
+                cpu=k.worker_cpu,
+                memory=k.worker_memory,
+            )
+        ],
+        shm_size=k.shm_size,
+        fsx_claim=k.fsx_claim,
+        fsx_mount_path=k.fsx_mount_path,
+        env=env,
+        labels=labels,
+    )
