@@ -2,7 +2,19 @@
 # EFA requires a group that allows ALL traffic to and from itself (self-referencing, both ways).
 # No rule is open to 0.0.0.0/0 inbound; egress goes to the group itself, the VPC, or HTTPS.
 
+locals {
+  # Ports the control plane opens to nodes: HTTPS, kubelet, admission webhooks (KubeRay, cert-manager)
+  # and metrics-server. Add a port here when a new webhook listens elsewhere.
+  control_plane_to_node_ports = {
+    https          = 443
+    kubelet        = 10250
+    webhooks       = 9443
+    metrics_server = 4443
+  }
+}
+
 resource "aws_security_group" "cluster" {
+  # checkov:skip=CKV2_AWS_5: attached in other modules (EKS cluster/launch template, HyperPod vpc_config, FSx) through outputs; checkov does not follow module outputs
   name_prefix = "${var.name}-eks-cluster-"
   description = "EKS control plane (additional group)"
   vpc_id      = var.vpc_id
@@ -13,6 +25,7 @@ resource "aws_security_group" "cluster" {
 }
 
 resource "aws_security_group" "nodes" {
+  # checkov:skip=CKV2_AWS_5: attached in other modules (EKS cluster/launch template, HyperPod vpc_config, FSx) through outputs; checkov does not follow module outputs
   name_prefix = "${var.name}-eks-nodes-"
   description = "EKS worker nodes and HyperPod nodes"
   vpc_id      = var.vpc_id
@@ -23,6 +36,7 @@ resource "aws_security_group" "nodes" {
 }
 
 resource "aws_security_group" "efa" {
+  # checkov:skip=CKV2_AWS_5: attached in other modules (EKS cluster/launch template, HyperPod vpc_config, FSx) through outputs; checkov does not follow module outputs
   name_prefix = "${var.name}-efa-"
   description = "EFA: all traffic within the group, as EFA requires"
   vpc_id      = var.vpc_id
@@ -33,6 +47,7 @@ resource "aws_security_group" "efa" {
 }
 
 resource "aws_security_group" "fsx" {
+  # checkov:skip=CKV2_AWS_5: attached in other modules (EKS cluster/launch template, HyperPod vpc_config, FSx) through outputs; checkov does not follow module outputs
   name_prefix = "${var.name}-fsx-"
   description = "FSx for Lustre: Lustre ports from the nodes and between file servers"
   vpc_id      = var.vpc_id
@@ -64,20 +79,24 @@ resource "aws_vpc_security_group_ingress_rule" "cluster_from_admin" {
 }
 
 resource "aws_vpc_security_group_egress_rule" "cluster_to_nodes" {
+  for_each = local.control_plane_to_node_ports
+
   security_group_id            = aws_security_group.cluster.id
-  description                  = "Control plane to kubelets and webhooks on nodes"
+  description                  = "Control plane to nodes: ${each.key}"
   ip_protocol                  = "tcp"
-  from_port                    = 443
-  to_port                      = 65535
+  from_port                    = each.value
+  to_port                      = each.value
   referenced_security_group_id = aws_security_group.nodes.id
 }
 
 resource "aws_vpc_security_group_ingress_rule" "nodes_from_cluster" {
+  for_each = local.control_plane_to_node_ports
+
   security_group_id            = aws_security_group.nodes.id
-  description                  = "Kubelet, webhooks and extension API servers from the control plane"
+  description                  = "From the control plane: ${each.key}"
   ip_protocol                  = "tcp"
-  from_port                    = 443
-  to_port                      = 65535
+  from_port                    = each.value
+  to_port                      = each.value
   referenced_security_group_id = aws_security_group.cluster.id
 }
 
