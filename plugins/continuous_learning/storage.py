@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -289,29 +288,41 @@ def download_dir(uri: str, path: Path) -> Path:
     return path
 
 
-def commit_partition(prefix: str, files: dict[str, bytes], metadata: dict[str, Any]) -> str:
-    """Write ``files`` as the new content of partition ``prefix`` and swap it in atomically.
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
-    The run folder is named by the content hash, so identical input gives identical paths and bytes.
+
+def commit_partition_files(prefix: str, files: dict[str, Path], metadata: dict[str, Any]) -> str:
+    """Upload local ``files`` as the new content of partition ``prefix`` and swap it in atomically.
+
+    The run folder is named by the content hash, so identical input gives identical paths and bytes;
+    the pointer object is written last and older run folders are removed after it.
     Returns the run folder's URI.
     """
-    digest = hashlib.sha256()
-    for name in sorted(files):
-        digest.update(name.encode() + b"\0" + files[name])
-    run_id = digest.hexdigest()[:16]
+    hashes = {name: _sha256_file(path) for name, path in sorted(files.items())}
+    run_id = hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()[:16]
     run_uri = join(prefix, RUNS_DIR, run_id)
     store = store_for(prefix)
-    for name, data in files.items():
-        store.write_bytes(join(run_uri, name), data)
-    pointer = {
-        "run_id": run_id,
-        "files": {name: sha256_bytes(data) for name, data in sorted(files.items())},
-        **metadata,
-    }
-    write_json(join(prefix, CURRENT_POINTER), pointer)
+    for name, path in files.items():
+        store.upload_file(path, join(run_uri, name))
+    write_json(join(prefix, CURRENT_POINTER), {"run_id": run_id, "files": hashes, **metadata})
     for old in {_run_of(o.uri, prefix) for o in store.list(join(prefix, RUNS_DIR))} - {run_id}:
         store.delete_prefix(join(prefix, RUNS_DIR, old))
     return run_uri
+
+
+def commit_partition(prefix: str, files: dict[str, bytes], metadata: dict[str, Any]) -> str:
+    """Like :func:`commit_partition_files`, for small in-memory files."""
+    with tempfile.TemporaryDirectory(prefix="cl-commit-") as tmp:
+        paths = {}
+        for name, data in files.items():
+            paths[name] = Path(tmp) / name
+            paths[name].write_bytes(data)
+        return commit_partition_files(prefix, paths, metadata)
 
 
 def _run_of(uri: str, prefix: str) -> str:
@@ -333,7 +344,3 @@ def partition_files(prefix: str) -> dict[str, str]:
         return {}
     run_uri = join(prefix, RUNS_DIR, pointer["run_id"])
     return {name: join(run_uri, name) for name in pointer["files"]}
-
-
-def iter_lines(stream: IO[bytes]) -> Iterator[bytes]:
-    yield from stream

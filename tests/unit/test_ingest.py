@@ -72,7 +72,7 @@ def test_every_kind_of_bad_input_is_quarantined_with_its_reason(tmp_path: Path) 
     reasons = " | ".join(q["reason"] for q in _quarantine(f"{root}/data"))
     for expected in (
         "malformed JSON",
-        "messages: Field required",
+        "missing required field `messages`",
         "timestamp",
         "unsupported schema_version 9",
         "exceeds the 4000-byte limit",

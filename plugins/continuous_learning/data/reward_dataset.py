@@ -10,15 +10,16 @@ import hashlib
 import io
 import json
 import logging
+import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from continuous_learning import storage
-from continuous_learning.data.ingest import read_curated
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "validation", "test")
@@ -160,29 +161,50 @@ def _to_parquet(rows: list[dict[str, Any]]) -> bytes:
 
 
 def build_day_partition(
-    data_uri: str, day: date, validation_share: float, test_share: float
+    data_uri: str, day: date, validation_share: float, test_share: float, batch_rows: int = 20_000
 ) -> DayDatasetReport:
-    """Write ``<data>/reward/dt=DAY/`` from the day's curated partition (empty if none)."""
+    """Write ``<data>/reward/dt=DAY/`` from the day's curated partition (empty if none).
+
+    Streams the curated parquet in batches, so memory does not grow with the day's size.
+    Rows keep the curated order (deterministic for identical input).
+    """
     report = DayDatasetReport(day=day.isoformat())
-    table = read_curated(data_uri, day)
-    rows: list[dict[str, Any]] = []
     skipped: Counter[str] = Counter()
-    if table is not None:
-        report.curated_rows = table.num_rows
-        rows, skipped = rows_from_curated(table, day, validation_share, test_share)
-    rows.sort(key=lambda r: r["extra_info"]["interaction_id"])
-    report.prompts = len(rows)
-    report.skipped = dict(skipped)
-    report.by_split = dict(Counter(r["extra_info"]["split"] for r in rows))
-    report.by_agent = dict(Counter(r["extra_info"]["agent"] for r in rows))
-    prefix = storage.join(data_uri, "reward", f"dt={day.isoformat()}")
-    storage.commit_partition(
-        prefix,
-        {"prompts.parquet": _to_parquet(rows)},
-        {"day": report.day, "rows": len(rows), "report": report.__dict__},
-    )
+    by_split: Counter[str] = Counter()
+    by_agent: Counter[str] = Counter()
+    files = storage.partition_files(storage.join(data_uri, "curated", f"dt={day.isoformat()}"))
+    with tempfile.TemporaryDirectory(prefix="cl-reward-") as tmp:
+        out_path = Path(tmp) / "prompts.parquet"
+        writer = pq.ParquetWriter(str(out_path), VERL_SCHEMA, compression="zstd")
+        try:
+            if "interactions.parquet" in files:
+                curated_path = Path(tmp) / "curated.parquet"
+                storage.store_for(data_uri).download_file(files["interactions.parquet"], curated_path)
+                curated = pq.ParquetFile(curated_path)
+                report.curated_rows = curated.metadata.num_rows
+                for batch in curated.iter_batches(batch_size=batch_rows):
+                    rows, batch_skipped = rows_from_curated(
+                        pa.Table.from_batches([batch]), day, validation_share, test_share
+                    )
+                    skipped.update(batch_skipped)
+                    by_split.update(r["extra_info"]["split"] for r in rows)
+                    by_agent.update(r["extra_info"]["agent"] for r in rows)
+                    report.prompts += len(rows)
+                    if rows:
+                        writer.write_table(pa.Table.from_pylist(rows, schema=VERL_SCHEMA))
+        finally:
+            writer.close()
+        report.skipped = dict(skipped)
+        report.by_split = dict(by_split)
+        report.by_agent = dict(by_agent)
+        prefix = storage.join(data_uri, "reward", f"dt={day.isoformat()}")
+        storage.commit_partition_files(
+            prefix,
+            {"prompts.parquet": out_path},
+            {"day": report.day, "rows": report.prompts, "report": report.__dict__},
+        )
     report.uri = prefix
-    log.info("reward partition %s: %d prompts, skipped %s", day, len(rows), report.skipped)
+    log.info("reward partition %s: %d prompts, skipped %s", day, report.prompts, report.skipped)
     return report
 
 

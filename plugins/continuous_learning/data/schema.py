@@ -1,165 +1,193 @@
-"""The raw interaction contract (schema v1) and the curated row it becomes."""
+"""The raw interaction contract (schema v1), validated at C speed with msgspec, and the curated row schema.
+
+Typed decoding checks types and required fields; :func:`check_semantics` adds the rules types cannot
+say (conversation shape, feedback values, tool-call arguments that are JSON objects).
+"""
 
 from __future__ import annotations
 
-import json
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
+import msgspec
 import pyarrow as pa
-from pydantic import (
-    AwareDatetime,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    StrictBool,
-    StrictInt,
-    StrictStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
 
 SUPPORTED_SCHEMA_VERSIONS = (1,)
-KNOWN_FIELDS = {
-    "schema_version",
-    "interaction_id",
-    "timestamp",
-    "agent",
-    "model_version",
-    "session_id",
-    "messages",
-    "tools",
-    "outcome",
-    "feedback",
-}
+KNOWN_FIELDS = frozenset(
+    {
+        "schema_version",
+        "interaction_id",
+        "timestamp",
+        "agent",
+        "model_version",
+        "session_id",
+        "messages",
+        "tools",
+        "outcome",
+        "feedback",
+    }
+)
+
+Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]
+InteractionId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 
 
-def _rfc3339_string(value: Any) -> Any:
-    if not isinstance(value, str):
-        raise ValueError(f"must be an RFC 3339 string with offset, got {type(value).__name__}")
-    return value
+class FunctionCall(msgspec.Struct, forbid_unknown_fields=True):
+    name: Annotated[str, msgspec.Meta(min_length=1)]
+    arguments: str
 
 
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339_string)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class FunctionCall(_Strict):
-    name: StrictStr = Field(min_length=1)
-    arguments: StrictStr
-
-    @field_validator("arguments")
-    @classmethod
-    def _arguments_are_json(cls, value: str) -> str:
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"arguments is not a JSON string: {exc.msg}") from None
-        if not isinstance(parsed, dict):
-            raise ValueError("arguments must encode a JSON object")
-        return value
-
-
-class ToolCall(_Strict):
-    id: StrictStr
+class ToolCall(msgspec.Struct, forbid_unknown_fields=True):
+    id: str
     type: Literal["function"]
     function: FunctionCall
 
 
-class Message(_Strict):
+class Message(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     role: Literal["system", "user", "assistant", "tool"]
-    content: StrictStr | None = None
+    content: str | None = None
     tool_calls: list[ToolCall] | None = None
-    tool_call_id: StrictStr | None = None
-    name: StrictStr | None = None
-
-    @model_validator(mode="after")
-    def _role_shape(self) -> Message:
-        if self.tool_calls and self.role != "assistant":
-            raise ValueError("only assistant messages may carry tool_calls")
-        if self.role == "tool" and not self.tool_call_id:
-            raise ValueError("tool messages need tool_call_id")
-        if self.content is None and not self.tool_calls:
-            raise ValueError(f"{self.role} message has neither content nor tool_calls")
-        return self
+    tool_call_id: str | None = None
+    name: str | None = None
 
 
-class Outcome(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    task_success: StrictBool | None = None
-    error: StrictStr | None = None
-
-
-class AssistantReply(_Strict):
+class AssistantReply(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     role: Literal["assistant"] = "assistant"
-    content: StrictStr | None = None
+    content: str | None = None
     tool_calls: list[ToolCall] | None = None
 
 
-class FeedbackEvent(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    interaction_id: StrictStr | None = Field(default=None, min_length=1, max_length=128)
+class Outcome(msgspec.Struct):
+    task_success: bool | None = None
+    error: str | None = None
+
+
+class FeedbackEvent(msgspec.Struct, omit_defaults=True):
     timestamp: Timestamp
     type: Literal["thumbs", "rating", "correction"]
-    value: StrictInt | None = None
-    content: StrictStr | AssistantReply | None = None
-    source: StrictStr | None = None
-
-    @model_validator(mode="after")
-    def _value_for_type(self) -> FeedbackEvent:
-        if self.type == "thumbs" and self.value not in (1, -1):
-            raise ValueError("thumbs feedback needs value 1 or -1")
-        if self.type == "rating" and (self.value is None or not 1 <= self.value <= 5):
-            raise ValueError("rating feedback needs value 1-5")
-        if self.type == "correction" and self.content is None:
-            raise ValueError("correction feedback needs content")
-        return self
+    interaction_id: InteractionId | None = None
+    value: int | None = None
+    content: str | AssistantReply | None = None
+    source: str | None = None
 
 
-class LateFeedbackEvent(FeedbackEvent):
-    interaction_id: StrictStr = Field(min_length=1, max_length=128)  # type: ignore[assignment]
-
-
-class InteractionV1(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
+class InteractionV1(msgspec.Struct, omit_defaults=True):
     schema_version: Literal[1]
-    interaction_id: Annotated[StrictStr, Field(min_length=1, max_length=128)]
+    interaction_id: InteractionId
     timestamp: Timestamp
-    agent: StrictStr = Field(min_length=1)
-    model_version: StrictStr | None = None
-    session_id: StrictStr | None = None
-    messages: list[Message] = Field(min_length=1)
+    agent: Annotated[str, msgspec.Meta(min_length=1)]
+    messages: Annotated[list[Message], msgspec.Meta(min_length=1)]
+    model_version: str | None = None
+    session_id: str | None = None
     tools: list[dict[str, Any]] | None = None
     outcome: Outcome | None = None
     feedback: list[FeedbackEvent] | None = None
 
-    @model_validator(mode="after")
-    def _conversation_shape(self) -> InteractionV1:
-        if not any(m.role == "user" for m in self.messages):
-            raise ValueError("messages: needs at least one user message")
-        if self.messages[-1].role != "assistant":
-            raise ValueError("messages: the last message must be from the assistant")
-        return self
 
-    def metadata(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
+_INTERACTION_DECODER = msgspec.json.Decoder(InteractionV1)
+_FEEDBACK_DECODER = msgspec.json.Decoder(FeedbackEvent)
+_ANY_DECODER = msgspec.json.Decoder()
 
 
-def describe_validation_error(error: ValidationError) -> str:
-    parts = []
-    for item in error.errors()[:5]:
-        loc = ".".join(str(p) for p in item["loc"]) or "record"
-        parts.append(f"{loc}: {item['msg']}")
-    return "; ".join(parts)
+class RecordError(ValueError):
+    """A record breaks the contract; the message says where and how."""
 
 
-def message_to_dict(message: Message | AssistantReply) -> dict[str, Any]:
-    return message.model_dump(exclude_none=True)
+def _check_tool_calls(calls: list[ToolCall] | None, where: str) -> None:
+    for index, call in enumerate(calls or []):
+        try:
+            arguments = _ANY_DECODER.decode(call.function.arguments)
+        except msgspec.DecodeError:
+            raise RecordError(
+                f"{where}.tool_calls[{index}].function.arguments is not a JSON string"
+            ) from None
+        if not isinstance(arguments, dict):
+            raise RecordError(f"{where}.tool_calls[{index}].function.arguments must encode a JSON object")
+
+
+def check_feedback(event: FeedbackEvent, where: str) -> None:
+    if event.type == "thumbs" and event.value not in (1, -1):
+        raise RecordError(f"{where}: thumbs feedback needs value 1 or -1")
+    if event.type == "rating" and (event.value is None or not 1 <= event.value <= 5):
+        raise RecordError(f"{where}: rating feedback needs value 1-5")
+    if event.type == "correction":
+        if event.content is None:
+            raise RecordError(f"{where}: correction feedback needs content")
+        if isinstance(event.content, AssistantReply):
+            _check_tool_calls(event.content.tool_calls, f"{where}.content")
+
+
+def check_semantics(record: InteractionV1) -> None:
+    has_user = False
+    for index, message in enumerate(record.messages):
+        where = f"messages[{index}]"
+        has_user = has_user or message.role == "user"
+        if message.tool_calls and message.role != "assistant":
+            raise RecordError(f"{where}: only assistant messages may carry tool_calls")
+        if message.role == "tool" and not message.tool_call_id:
+            raise RecordError(f"{where}: tool messages need tool_call_id")
+        if message.content is None and not message.tool_calls:
+            raise RecordError(f"{where}: {message.role} message has neither content nor tool_calls")
+        _check_tool_calls(message.tool_calls, where)
+    if not has_user:
+        raise RecordError("messages: needs at least one user message")
+    if record.messages[-1].role != "assistant":
+        raise RecordError("messages: the last message must be from the assistant")
+    for index, event in enumerate(record.feedback or []):
+        check_feedback(event, f"feedback[{index}]")
+
+
+def _describe(error: msgspec.ValidationError) -> str:
+    return str(error).replace("`$.", "`").replace("`$`", "record")
+
+
+def decode_interaction(line: bytes) -> tuple[InteractionV1, dict[str, Any]]:
+    """Validate one raw line. Returns the typed record and the generic dict (for unlisted fields).
+
+    Raises RecordError with the reason: malformed JSON, wrong shape, unknown schema_version, ...
+    """
+    try:
+        generic = _ANY_DECODER.decode(line)
+    except msgspec.DecodeError as exc:
+        raise RecordError(f"malformed JSON: {exc}") from None
+    if not isinstance(generic, dict):
+        raise RecordError(f"a record must be a JSON object, got {type(generic).__name__}")
+    version = generic.get("schema_version")
+    if (
+        isinstance(version, int)
+        and not isinstance(version, bool)
+        and version not in SUPPORTED_SCHEMA_VERSIONS
+    ):
+        supported = ", ".join(map(str, SUPPORTED_SCHEMA_VERSIONS))
+        raise RecordError(f"unsupported schema_version {version} (this code reads: {supported})")
+    try:
+        record = _INTERACTION_DECODER.decode(line)
+    except msgspec.ValidationError as exc:
+        raise RecordError(f"schema v1 violation: {_describe(exc)}") from None
+    try:
+        check_semantics(record)
+    except RecordError as exc:
+        raise RecordError(f"schema v1 violation: {exc}") from None
+    return record, generic
+
+
+def decode_late_feedback(line: bytes) -> FeedbackEvent:
+    try:
+        event = _FEEDBACK_DECODER.decode(line)
+    except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
+        reason = _describe(exc) if isinstance(exc, msgspec.ValidationError) else f"malformed JSON: {exc}"
+        raise RecordError(f"invalid feedback: {reason}") from None
+    if not event.interaction_id:
+        raise RecordError("invalid feedback: interaction_id is required in late feedback")
+    try:
+        check_feedback(event, "feedback")
+    except RecordError as exc:
+        raise RecordError(f"invalid feedback: {exc}") from None
+    return event
+
+
+def to_builtins(value: Any) -> Any:
+    return msgspec.to_builtins(value)
 
 
 # Curated partition schema: one row per accepted interaction. Nested chat data is kept as JSON
