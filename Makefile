@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit integration venv clean
+.PHONY: demo test lint typecheck unit integration venv clean trainer-tools
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-test: lint typecheck
+trainer-tools:  ## hadolint and VeRL's Hydra config for tests/trainer (own venvs under .tools/)
+	trainer/checks/install-hadolint.sh
+	trainer/checks/install-verl-config.sh
+
+test: lint typecheck trainer-tools
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest
 
 clean:

@@ -23,11 +23,14 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"model_uri": uri}))
     elif args.command == "train":
         spec = RunSpec.read(args.spec)
-        if spec.engine != "cpu":
-            parser.error(f"engine {spec.engine!r} is not available in this build; this build has: cpu")
-        from continuous_learning_trainer.cpu_engine import train
+        if spec.engine == "verl":
+            from continuous_learning_trainer import verl_engine
 
-        result = train(spec)
+            result = verl_engine.train(spec)
+        else:
+            from continuous_learning_trainer.cpu_engine import train
+
+            result = train(spec)
         print(result.model_dump_json())
     else:
         from continuous_learning_trainer.evaluate import run_evaluation

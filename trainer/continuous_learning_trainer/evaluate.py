@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from continuous_learning import storage
 from continuous_learning.contracts import EvalResult, EvalSpec
 
-from continuous_learning_trainer.chat import END
+from continuous_learning_trainer.chat import END, render_prompt
 from continuous_learning_trainer.cpu_engine import load_prompts
 from continuous_learning_trainer.rewards import score_response
 
@@ -64,10 +64,70 @@ def generate_cpu(model_dir: Path, prompts: list[str], max_new_tokens: int, batch
     return [o.replace("<|pad|>", "") for o in outputs]
 
 
-def run_evaluation(spec: EvalSpec) -> EvalResult:
-    import torch
+#: SGLang offline-engine settings for evaluation (the ones that ran on an H200, see docs/trainer-image.md).
+SGLANG_ENGINE_ARGS: dict[str, Any] = {
+    "tp_size": 1,
+    "mem_fraction_static": 0.8,
+    "attention_backend": "triton",
+    "sampling_backend": "pytorch",
+    "log_level": "error",
+}
 
-    torch.set_num_threads(spec.cpu_threads)
+
+def load_messages(uri: str) -> list[tuple[list[dict[str, Any]], list[dict[str, Any]] | None]]:
+    """(chat messages, tools) per row, in the order :func:`load_prompts` returns them."""
+    table = pq.read_table(io.BytesIO(storage.read_bytes(uri)))
+    out = []
+    for row in table.to_pylist():
+        messages = [{k: v for k, v in m.items() if v is not None} for m in row["prompt"]]
+        tools_json = row["extra_info"].get("tools_json")
+        out.append((messages, json.loads(tools_json) if tools_json else None))
+    return out
+
+
+def chat_prompts(model_dir: Path, conversations: list[tuple[list[dict[str, Any]], Any]]) -> list[str]:
+    """Prompts in the model's own chat template (tools included), as VeRL renders them in training;
+    models without a template (the CPU engine's tiny ones) get the project's text format."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if not getattr(tokenizer, "chat_template", None):
+        return [render_prompt(messages) for messages, _ in conversations]
+    return [
+        str(tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=True, tokenize=False))
+        for messages, tools in conversations
+    ]
+
+
+def generate_sglang(
+    model_dir: Path, prompts: list[str], max_new_tokens: int, engine_args: dict[str, Any] | None = None
+) -> list[str]:
+    """Greedy generation with SGLang's offline engine (GPU); sglang is imported only here."""
+    import sglang
+
+    engine = sglang.Engine(model_path=str(model_dir), **{**SGLANG_ENGINE_ARGS, **(engine_args or {})})
+    try:
+        outputs = engine.generate(
+            prompt=prompts,
+            sampling_params={"temperature": 0.0, "max_new_tokens": max_new_tokens, "stop": [END]},
+        )
+    finally:
+        engine.shutdown()
+    return [o["text"].split(END, 1)[0] for o in outputs]
+
+
+def generate(spec: EvalSpec, model_dir: Path, rows: list[dict[str, Any]]) -> list[str]:
+    if spec.engine == "sglang":
+        conversations = load_messages(spec.prompts_uri)[: len(rows)]
+        return generate_sglang(model_dir, chat_prompts(model_dir, conversations), spec.max_completion_tokens)
+    return generate_cpu(model_dir, [r["prompt"] for r in rows], spec.max_completion_tokens)
+
+
+def run_evaluation(spec: EvalSpec) -> EvalResult:
+    if spec.engine == "cpu":
+        import torch
+
+        torch.set_num_threads(spec.cpu_threads)
     rows = load_prompts(spec.prompts_uri)[: spec.max_prompts]
     if not rows:
         raise ValueError(f"no evaluation prompts in {spec.prompts_uri}")
@@ -75,7 +135,7 @@ def run_evaluation(spec: EvalSpec) -> EvalResult:
     for label, model_uri in sorted(spec.models.items()):
         with tempfile.TemporaryDirectory(prefix=f"cl-eval-{label}-") as tmp:
             model_dir = storage.download_dir(model_uri, Path(tmp))
-            responses = generate_cpu(model_dir, [r["prompt"] for r in rows], spec.max_completion_tokens)
+            responses = generate(spec, model_dir, rows)
         for row, response in zip(rows, responses, strict=True):
             tools = json.loads(row["tools_json"]) if row["tools_json"] else None
             score = score_response(response, json.loads(row["ground_truth"]), tools, spec.reward_weights)
