@@ -1,0 +1,222 @@
+"""The VeRL engine's run around VeRL: checkpoint upload, resume, merge validation, TrainResult.
+
+VeRL itself is replaced by a fake runner that does what main_ppo and the model merger do to the file
+system (checkpoint folders + tracker, the callback's upload, a merged HF model), so the logic around
+them runs on CPU with small fake files.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import types
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from continuous_learning import storage
+from continuous_learning.contracts import EvalSpec, TrainResult
+from continuous_learning_trainer import evaluate, verl_engine
+from continuous_learning_trainer.verl_engine import (
+    TRACKER,
+    UploadCheckpointCallback,
+    restore_checkpoint,
+    upload_checkpoint,
+    validate_hf_model,
+    write_upload_manifest,
+)
+
+from tests.trainer.helpers import run_spec, write_dataset, write_tiny_model
+
+
+def fake_step(root: Path, step: int) -> Path:
+    step_dir = root / f"global_step_{step}"
+    (step_dir / "actor").mkdir(parents=True)
+    (step_dir / "actor" / "model_world_size_1_rank_0.pt").write_bytes(b"w" * step)
+    (step_dir / "data.pt").write_bytes(b"d")
+    (root / TRACKER).write_text(str(step))
+    return step_dir
+
+
+def test_callback_uploads_and_commits_then_prunes(tmp_path: Path) -> None:
+    local = tmp_path / "ckpt"
+    remote = f"file://{tmp_path}/remote/checkpoints"
+    write_upload_manifest(local, remote, keep=2)
+    callback = UploadCheckpointCallback(config=None)
+    for step in (2, 4, 6):
+        callback.on_save(trainer=None, global_step=step, checkpoint_dir=str(fake_step(local, step)))
+    stored = tmp_path / "remote" / "checkpoints"
+    assert (stored / TRACKER).read_text() == "6"
+    assert sorted(p.name for p in stored.iterdir() if p.is_dir()) == ["global_step_4", "global_step_6"]
+    assert (stored / "global_step_6" / "actor" / "model_world_size_1_rank_0.pt").read_bytes() == b"w" * 6
+
+
+def test_resume_downloads_last_committed_checkpoint(tmp_path: Path) -> None:
+    remote = f"file://{tmp_path}/remote"
+    src = tmp_path / "src"
+    for step in (3, 5):
+        upload_checkpoint(fake_step(src, step), remote, step, keep=3)
+    # an upload without its tracker update (a crash mid-upload) is not resumed from
+    storage.upload_dir(fake_step(tmp_path / "partial", 7), storage.join(remote, "global_step_7"))
+    local = tmp_path / "restart"
+    assert restore_checkpoint(remote, local) == 5
+    assert (local / TRACKER).read_text() == "5"
+    assert (local / "global_step_5" / "actor" / "model_world_size_1_rank_0.pt").read_bytes() == b"w" * 5
+    assert not (local / "global_step_3").exists()
+    # a restart on the same shared file system with a newer local checkpoint keeps it
+    fake_step(local, 6)
+    assert restore_checkpoint(remote, local) == 6
+    assert restore_checkpoint(f"file://{tmp_path}/empty", tmp_path / "fresh") is None
+
+
+def test_validate_hf_model_copies_tokenizer_and_reads_weights(tmp_path: Path) -> None:
+    base, merged = tmp_path / "base", tmp_path / "merged"
+    write_tiny_model(base)
+    merged.mkdir()
+    shutil.copy(base / "config.json", merged)
+    shutil.copy(base / "model.safetensors", merged)
+    metrics = validate_hf_model(merged, base)
+    assert (merged / "tokenizer.json").exists()
+    assert metrics["model_tensors"] > 0 and metrics["model_parameters"] > 1000
+    (merged / "model.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(Exception):  # noqa: B017 - safetensors raises its own error type
+        validate_hf_model(merged, base)
+
+
+class FakeVerl:
+    """Plays main_ppo (checkpoints every K steps through the callback, metrics file) and the merger."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.fail_at = fail_at
+        self.calls: list[list[str]] = []
+
+    def __call__(self, command: Sequence[str], env: Mapping[str, str]) -> None:
+        self.calls.append(list(command))
+        if "verl.trainer.main_ppo" in command:
+            self.main_ppo({k: v for k, v in (a.lstrip("+").split("=", 1) for a in command[3:])}, env)
+        else:
+            local_dir = Path(command[command.index("--local_dir") + 1])
+            target = Path(command[command.index("--target_dir") + 1])
+            assert local_dir.name == "actor" and local_dir.is_dir()
+            target.mkdir(parents=True)
+            base = local_dir.parents[2] / "base"
+            for name in ("config.json", "model.safetensors"):  # the merger writes weights + config
+                shutil.copy(base / name, target / name)
+
+    def main_ppo(self, args: dict[str, str], env: Mapping[str, str]) -> None:
+        assert env["NCCL_NVLS_ENABLE"] == "0" and env["RAY_ADDRESS"] == "auto"
+        ckpt = Path(args["trainer.default_local_dir"])
+        start = int((ckpt / TRACKER).read_text()) if (ckpt / TRACKER).exists() else 0
+        every, total = int(args["trainer.save_freq"]), int(args["trainer.total_training_steps"])
+        callback = UploadCheckpointCallback()
+        metrics = Path(env["VERL_FILE_LOGGER_PATH"])
+        for step in range(start + 1, total + 1):
+            with metrics.open("a") as fh:
+                fh.write(json.dumps({"step": step, "data": {"critic/score/mean": step / 10}}) + "\n")
+            if step == self.fail_at:
+                raise RuntimeError("node lost")
+            if step % every == 0 or step == total:
+                step_dir = fake_step(ckpt, step)
+                callback.on_save(trainer=None, global_step=step, checkpoint_dir=str(step_dir))
+
+
+def prepare(tmp_path: Path, with_tools: bool = True) -> None:
+    write_dataset(tmp_path / "ds" / "train.parquet", 16, with_tools)
+    write_dataset(tmp_path / "ds" / "validation.parquet", 4, with_tools)
+    write_tiny_model(tmp_path / "models" / "base")
+
+
+def test_train_end_to_end_with_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    prepare(tmp_path)
+    monkeypatch.setenv("CL_IMAGE_DIGEST", "sha256:abc")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    spec = run_spec(tmp_path, verl={"work_dir": str(tmp_path / "work-a")})
+    with pytest.raises(RuntimeError, match="node lost"):
+        verl_engine.train(spec, runner=FakeVerl(fail_at=3))
+    failed = TrainResult.read(f"{spec.output_uri}/result.json")
+    assert failed.status == "failed" and "node lost" in (failed.error or "")
+    # the restarted job runs on another node (fresh work dir): it resumes from storage at step 2
+    spec = run_spec(tmp_path, verl={"work_dir": str(tmp_path / "work-b")})
+    runner = FakeVerl()
+    result = verl_engine.train(spec, runner=runner)
+    assert result.status == "succeeded" and result.steps == 4
+    assert [h["step"] for h in result.history] == [3.0, 4.0]
+    assert result.versions["image"] == "sha256:abc"
+    assert result.metrics["reward_last"] == pytest.approx(0.4)
+    assert TrainResult.read(f"{spec.output_uri}/result.json") == result
+    model = tmp_path / "runs" / "run-1" / "model"
+    assert (model / "tokenizer.json").exists() and (model / "model.safetensors").exists()
+    merge = runner.calls[-1]
+    assert merge[1:4] == ["-m", "verl.model_merger", "merge"] and "fsdp" in merge
+    assert merge[merge.index("--local_dir") + 1].endswith("global_step_4/actor")
+    # the tool agent loop: tool config written, rows tagged
+    work = tmp_path / "work-b" / "run-1"
+    assert "get_weather" in (work / "tools.yaml").read_text()
+    rows = pq.read_table(work / "data" / "train.parquet").to_pylist()
+    assert {r["agent_name"] for r in rows} == {"tool_agent", "single_turn_agent"}
+    assert rows[0]["extra_info"]["tool_selection"] == ["get_weather"]
+    assert any(a == "actor_rollout_ref.rollout.agent.default_agent_loop=tool_agent" for a in runner.calls[0])
+
+
+def test_train_without_tools_uses_single_turn(tmp_path: Path) -> None:
+    prepare(tmp_path, with_tools=False)
+    runner = FakeVerl()
+    spec = run_spec(tmp_path, resume=False, verl={"work_dir": str(tmp_path / "w")})
+    assert verl_engine.train(spec, runner=runner).status == "succeeded"
+    assert not any("multi_turn" in a for a in runner.calls[0])
+    assert "trainer.resume_mode=disable" in runner.calls[0]
+
+
+def test_main_dispatches_verl_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from continuous_learning_trainer.__main__ import main
+
+    prepare(tmp_path)
+    spec = run_spec(tmp_path, verl={"work_dir": str(tmp_path / "w")})
+    uri = spec.write(f"file://{tmp_path}/spec.json")
+    seen = {}
+
+    def fake_train(s: object) -> TrainResult:
+        seen["spec"] = s
+        raise SystemExit(0)
+
+    monkeypatch.setattr(verl_engine, "train", fake_train)
+    with pytest.raises(SystemExit):
+        main(["train", "--spec", uri])
+    assert seen["spec"] == spec
+
+
+def test_sglang_evaluation_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """EvalSpec.engine == "sglang" goes through sglang.Engine (a stand-in module here)."""
+    write_dataset(tmp_path / "ds" / "test.parquet", 4, with_tools=True)
+    write_tiny_model(tmp_path / "m")
+    created: list[dict[str, object]] = []
+
+    class Engine:
+        def __init__(self, **kwargs: object) -> None:
+            created.append(kwargs)
+
+        def generate(self, prompt: list[str], sampling_params: dict[str, object]) -> list[dict[str, str]]:
+            assert sampling_params["temperature"] == 0.0
+            return [
+                {"text": '<tool_call>{"name":"get_weather","arguments":{"city":"Paris"}}</tool_call>'}
+            ] * len(prompt)
+
+        def shutdown(self) -> None:
+            created.append({"shutdown": True})
+
+    monkeypatch.setitem(sys.modules, "sglang", types.SimpleNamespace(Engine=Engine))
+    spec = EvalSpec(
+        run_id="e1",
+        prompts_uri=f"file://{tmp_path}/ds/test.parquet",
+        models={"candidate": f"file://{tmp_path}/m"},
+        max_prompts=4,
+        max_completion_tokens=16,
+        output_uri=f"file://{tmp_path}/eval",
+        engine="sglang",
+    )
+    result = evaluate.run_evaluation(spec)
+    assert created[0]["attention_backend"] == "triton" and created[0]["sampling_backend"] == "pytorch"
+    assert created[-1] == {"shutdown": True}
+    assert result.prompts == 4 and result.mean_reward["candidate"] == pytest.approx(0.5)
