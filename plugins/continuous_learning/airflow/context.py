@@ -43,9 +43,31 @@ def window_end(context: Any) -> date:
     return (when - timedelta(days=1)).date()
 
 
-def task_settings(context: Any) -> Settings:
-    """Settings for a task; a bad value fails the task at once (no retries), naming the key."""
+def task_settings(context: Any, aws_conn_id: str | None = "aws_default") -> Settings:
+    """Settings for a task; a bad value fails the task at once (no retries), naming the key.
+
+    Also points ``s3://`` storage at the task's AWS connection.
+    """
     try:
-        return settings_from_context(context)
+        settings = settings_from_context(context)
     except ConfigError as exc:
         raise AirflowFailException(str(exc)) from None
+    configure_storage(settings, aws_conn_id)
+    return settings
+
+
+def configure_storage(settings: Settings, aws_conn_id: str | None = "aws_default") -> None:
+    """For ``s3://`` roots, give the storage layer clients from the Amazon provider's hook.
+
+    The Airflow connection owns credentials, region and endpoint; retries are adaptive (throttling
+    and 5xx answers are retried with backoff).
+    """
+    if not settings.storage.root.startswith("s3://"):
+        return
+    from botocore.config import Config
+    from continuous_learning import storage
+
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    hook = S3Hook(aws_conn_id=aws_conn_id, config=Config(retries={"mode": "adaptive", "max_attempts": 8}))
+    storage.set_s3_client_factory(hook.get_conn)
