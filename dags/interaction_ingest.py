@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Asset, CronDataIntervalTimetable
+from continuous_learning.airflow.late_feedback import AnnounceRewardPartitionsOperator
 from continuous_learning.airflow.operators import BuildRewardPartitionOperator, IngestDayOperator
 
 REWARD_PARTITIONS = Asset(name="continuous_learning.reward_partitions")
@@ -31,7 +32,11 @@ with DAG(
     )
     build = BuildRewardPartitionOperator(
         task_id="build_reward_partition",
-        outlets=[REWARD_PARTITIONS],
         doc_md="RL prompts with references in VeRL's parquet format: `data/reward/dt=DAY/`.",
     )
-    ingest >> build
+    announce = AnnounceRewardPartitionsOperator(
+        task_id="announce_reward_data",
+        outlets=[REWARD_PARTITIONS],
+        doc_md="Asset event that schedules `continuous_training`; skipped in backfill runs.",
+    )
+    ingest >> build >> announce

@@ -229,6 +229,7 @@ def stage_file(uri: str, file_index: int, shards: int, spill_dir: str, max_recor
 @dataclass
 class FeedbackStage:
     read: int = 0
+    inputs: list[dict[str, Any]] = field(default_factory=list)
     quarantine: list[dict[str, Any]] = field(default_factory=list)
     shard_files: dict[int, str] = field(default_factory=dict)
 
@@ -244,6 +245,7 @@ def stage_feedback(
     for offset in range(horizon_days + 1):
         same_day = offset == 0
         for obj in storage.list_objects(_day_prefix(feedback_uri, day + timedelta(days=offset))):
+            stage.inputs.append({"uri": obj.uri, "size": obj.size})
             for number, line, error in iter_lines(obj.uri):
                 if line is not None and not line.strip():
                     continue
@@ -615,6 +617,8 @@ def ingest_day(
             "schema_version": 1,
             "report": report.as_dict(),
             "inputs": [{"uri": o.uri, "size": o.size} for o in objects],
+            "feedback_inputs": feedback.inputs,
+            "feedback_horizon_days": feedback_horizon_days,
         }
         manifest_path = Path(tmp) / "manifest.json"
         manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True))
