@@ -86,7 +86,11 @@ class Module:
 
     def companions(self, rtype: str, bucket: str) -> list[dict[str, Any]]:
         pattern = re.compile(rf"aws_s3_bucket\.{re.escape(bucket)}\b")
-        return [body for _, body in self.resources.get(rtype, {}).values() if pattern.search(str(body.get("bucket", "")))]
+        return [
+            body
+            for _, body in self.resources.get(rtype, {}).values()
+            if pattern.search(str(body.get("bucket", "")))
+        ]
 
 
 class Checker:
@@ -130,16 +134,25 @@ class Checker:
                 self.add("s3-encryption", path, addr, f"encryption is {algos}, not aws:kms")
 
             versioning = m.companions("aws_s3_bucket_versioning", name)
-            statuses = [c.get("status") for b in versioning for c in as_list(b.get("versioning_configuration"))]
+            statuses = [
+                c.get("status") for b in versioning for c in as_list(b.get("versioning_configuration"))
+            ]
             if statuses != ["Enabled"]:
                 self.add("s3-versioning", path, addr, f"versioning status {statuses or 'missing'}")
 
             pab = m.companions("aws_s3_bucket_public_access_block", name)
-            flags = ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets")
+            flags = (
+                "block_public_acls",
+                "block_public_policy",
+                "ignore_public_acls",
+                "restrict_public_buckets",
+            )
             if not pab or not all(pab[0].get(f) is True for f in flags):
                 self.add("s3-private", path, addr, "public access block missing or not all four flags true")
 
-            if not any(self.denies_insecure_transport(m, p) for p in m.companions("aws_s3_bucket_policy", name)):
+            if not any(
+                self.denies_insecure_transport(m, p) for p in m.companions("aws_s3_bucket_policy", name)
+            ):
                 self.add("s3-tls-only", path, addr, "no bucket policy denying aws:SecureTransport = false")
 
     @staticmethod
@@ -164,7 +177,12 @@ class Checker:
     def check_security_groups(self, m: Module) -> None:
         for name, (path, body) in m.resources.get("aws_vpc_security_group_ingress_rule", {}).items():
             if body.get("cidr_ipv4") in OPEN_CIDRS or body.get("cidr_ipv6") in OPEN_CIDRS:
-                self.add("sg-open-ingress", path, f"aws_vpc_security_group_ingress_rule.{name}", "ingress from anywhere")
+                self.add(
+                    "sg-open-ingress",
+                    path,
+                    f"aws_vpc_security_group_ingress_rule.{name}",
+                    "ingress from anywhere",
+                )
         for name, (path, body) in m.resources.get("aws_security_group_rule", {}).items():
             cidrs = set(as_list(body.get("cidr_blocks"))) | set(as_list(body.get("ipv6_cidr_blocks")))
             if body.get("type") == "ingress" and cidrs & OPEN_CIDRS:
@@ -173,7 +191,9 @@ class Checker:
             for rule in as_list(body.get("ingress")):
                 cidrs = set(as_list(rule.get("cidr_blocks"))) | set(as_list(rule.get("ipv6_cidr_blocks")))
                 if cidrs & OPEN_CIDRS:
-                    self.add("sg-open-ingress", path, f"aws_security_group.{name}", "inline ingress from anywhere")
+                    self.add(
+                        "sg-open-ingress", path, f"aws_security_group.{name}", "inline ingress from anywhere"
+                    )
 
     # ---------------------------------------------------------------------------------- IAM
     def check_iam(self, m: Module) -> None:
@@ -192,17 +212,22 @@ class Checker:
                 resources = [str(r) for r in as_list(st.get("resources"))]
                 addr = f"data.aws_iam_policy_document.{name}"
                 if "*" in actions:
-                    self.add("iam-star", path, addr, "Allow with action \"*\"")
+                    self.add("iam-star", path, addr, 'Allow with action "*"')
                 if "*" in resources:
                     scoped = [a for a in actions if not NON_RESOURCE_ACTIONS.match(a)]
                     if scoped:
-                        self.add("iam-star", path, addr, f"Allow on resource \"*\" for resource-scoped actions {scoped}")
+                        self.add(
+                            "iam-star",
+                            path,
+                            addr,
+                            f'Allow on resource "*" for resource-scoped actions {scoped}',
+                        )
         # Inline JSON policies (jsonencode) are checked textually for the worst case.
         for rtype in ("aws_iam_policy", "aws_iam_role_policy"):
             for name, (path, body) in m.resources.get(rtype, {}).items():
                 text = str(body.get("policy", ""))
                 if re.search(r"Action\s*=\s*\"\*\"", text) or re.search(r"Action\s*=\s*\[\s*\"\*\"", text):
-                    self.add("iam-star", path, f"{rtype}.{name}", "inline policy with Action \"*\"")
+                    self.add("iam-star", path, f"{rtype}.{name}", 'inline policy with Action "*"')
 
     # ---------------------------------------------------------------------------------- ECR, logs, EKS
     def check_ecr(self, m: Module) -> None:
@@ -220,7 +245,9 @@ class Checker:
     def check_logs(self, m: Module) -> None:
         for name, (path, body) in m.resources.get("aws_cloudwatch_log_group", {}).items():
             if not body.get("kms_key_id") or not body.get("retention_in_days"):
-                self.add("logs", path, f"aws_cloudwatch_log_group.{name}", "needs kms_key_id and retention_in_days")
+                self.add(
+                    "logs", path, f"aws_cloudwatch_log_group.{name}", "needs kms_key_id and retention_in_days"
+                )
 
     def check_eks(self, m: Module) -> None:
         for name, (path, body) in m.resources.get("aws_eks_cluster", {}).items():
@@ -228,7 +255,9 @@ class Checker:
             vpc = (as_list(body.get("vpc_config")) or [{}])[0]
             if vpc.get("endpoint_private_access") is not True:
                 self.add("eks", path, addr, "private endpoint not enabled")
-            if not any("secrets" in as_list(e.get("resources")) for e in as_list(body.get("encryption_config"))):
+            if not any(
+                "secrets" in as_list(e.get("resources")) for e in as_list(body.get("encryption_config"))
+            ):
                 self.add("eks", path, addr, "secrets are not envelope-encrypted")
             if len(as_list(body.get("enabled_cluster_log_types"))) < 5:
                 self.add("eks", path, addr, "not all control-plane log types enabled")
@@ -250,7 +279,9 @@ class Checker:
             if source.startswith((".", "/")):
                 continue
             if not re.fullmatch(r"\d+\.\d+\.\d+", str(body.get("version", ""))):
-                self.add("module-version", path, f"module.{name}", f"{source} is not pinned to an exact version")
+                self.add(
+                    "module-version", path, f"module.{name}", f"{source} is not pinned to an exact version"
+                )
 
 
 def main(argv: list[str]) -> int:
