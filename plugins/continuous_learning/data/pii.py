@@ -17,6 +17,10 @@ from dataclasses import dataclass
 import phonenumbers
 
 PLACEHOLDER_RE = re.compile(r"<[A-Z_]+>")
+# A number right after one of these words is a reference, not a phone number.
+_REFERENCE_CONTEXT = re.compile(
+    r"(?i)(?:order|invoice|ref(?:erence)?|tracking|sku|ticket|case|id|no\.?|#)\W{0,3}$"
+)
 _PHONE_CANDIDATE = re.compile(r"\+?\(?\d[\d\s().-]{5,}\d")
 _TRIGGER = re.compile(r"[@\d]|bearer|AKIA|ASIA|(?:sk|pk|rk)[-_]|gh[pousr]_|xox[abprs]-|::", re.IGNORECASE)
 
@@ -35,10 +39,10 @@ def luhn_valid(candidate: str) -> bool:
 
 def _ipv6_valid(candidate: str) -> bool:
     try:
-        ipaddress.IPv6Address(candidate)
+        address = ipaddress.IPv6Address(candidate)
     except ValueError:
         return False
-    return candidate.count(":") >= 2
+    return not (address.is_loopback or address.is_unspecified)  # ::1 and :: identify nobody
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,7 @@ class Redactor:
     def __init__(self, phone_regions: Sequence[str] = ("US", "GB")) -> None:
         self.counts: Counter[str] = Counter()
         self.phone_regions = tuple(phone_regions)
+        self.found: list[tuple[str, str]] | None = None  # set to a list to record (kind, text) matches
 
     def redact(self, text: str) -> str:
         if not _TRIGGER.search(text):
@@ -99,6 +104,8 @@ class Redactor:
         if rule.check is not None and not rule.check(found):
             return found
         self.counts[rule.kind] += 1
+        if self.found is not None:
+            self.found.append((rule.kind, found))
         return f"<{rule.kind}>"
 
     def _redact_phones(self, text: str) -> str:
@@ -106,8 +113,11 @@ class Redactor:
             spans = [
                 (m.start, m.end)
                 for m in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID)
+                if not _REFERENCE_CONTEXT.search(text[max(0, m.start - 16) : m.start])
             ]
             for start, end in reversed(spans):
+                if self.found is not None:
+                    self.found.append(("PHONE", text[start:end]))
                 text = text[:start] + "<PHONE>" + text[end:]
                 self.counts["PHONE"] += 1
         return text
