@@ -208,7 +208,7 @@ class _RayJobOperator(ResumableJobMixin, BaseOperator):
         """Create the task's next RayJob attempt, or return the running/succeeded one (re-attach)."""
         from continuous_learning.compute import kuberay
         from continuous_learning.compute.ray_jobs import submission_base
-        from continuous_learning.training import job_environment, trainer_entrypoint
+        from continuous_learning.training import job_environment
 
         settings = task_settings(context)
         dag_id, run_id = context["dag"].dag_id, context["run_id"]
@@ -236,7 +236,7 @@ class _RayJobOperator(ResumableJobMixin, BaseOperator):
             )
         manifest = kuberay.render_rayjob(
             name=name, namespace=namespace,
-            entrypoint=trainer_entrypoint(self._job["command"], self._job["spec_uri"]),
+            entrypoint=self.entrypoint(),
             job_id=submission_id, env=job_environment(settings),
             labels={**labels, f"{kuberay.LABEL_PREFIX}/attempt": str(attempt)},
             annotations={"continuous-learning.io/dag-id": dag_id, "continuous-learning.io/run-id": run_id},
@@ -250,6 +250,12 @@ class _RayJobOperator(ResumableJobMixin, BaseOperator):
         self.log.info("RayJob %s %s: %s", name, "submitted" if created else "exists: re-attached",
                       manifest["spec"]["entrypoint"])  # fmt: skip
         return self._external
+
+    def entrypoint(self) -> str:
+        """The job's command line: the trainer image's CLI on the spec document."""
+        from continuous_learning.training import trainer_entrypoint
+
+        return trainer_entrypoint(self._job["command"], self._job["spec_uri"])
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
         from continuous_learning.compute import kuberay

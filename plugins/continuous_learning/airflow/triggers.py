@@ -1,7 +1,7 @@
 """Triggers: the deferrable waits of the HyperPod/KubeRay operators.
 
-The HyperPod wait is the Amazon provider's :class:`AwsBaseWaiterTrigger` over the waiter model in
-``compute/waiters/sagemaker.json`` (the same model the blocking wait uses). The KubeRay waits poll
+The HyperPod wait evaluates the botocore waiter model in ``compute/waiters/sagemaker.json`` (the
+same model the blocking wait uses). The KubeRay waits poll
 the Kubernetes API with the synchronous client in a worker thread (``asyncio.to_thread``), so the
 triggerer's event loop is never blocked.
 """
@@ -17,12 +17,16 @@ from continuous_learning.airflow.hooks import KubeRayHook, SageMakerHyperPodHook
 from continuous_learning.compute import hyperpod
 from continuous_learning.compute.kuberay import RAYCLUSTERS, RAYJOBS, cluster_phase, job_phase
 
-from airflow.providers.amazon.aws.triggers.base import AwsBaseWaiterTrigger
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 
-class HyperPodCapacityTrigger(AwsBaseWaiterTrigger):
+class HyperPodCapacityTrigger(BaseTrigger):
     """Wait until a HyperPod instance group is at its target count, or its nodes are Running.
+
+    It evaluates the same botocore waiter model as the blocking wait (``compute/waiters/sagemaker.json``),
+    one attempt at a time in a worker thread, sleeping on the event loop in between. (The Amazon
+    provider's ``AwsBaseWaiterTrigger`` does the same with aiobotocore, which this deployment does
+    not install; its event shape is kept: ``{"status": "success"|"error", "message", "cluster_name"}``.)
 
     :param cluster_name: HyperPod cluster name or ARN.
     :param instance_group: the instance group.
@@ -32,8 +36,6 @@ class HyperPodCapacityTrigger(AwsBaseWaiterTrigger):
     :param aws_conn_id: AWS connection.
     :param region_name: AWS region.
     """
-
-    aws_hook_class = SageMakerHyperPodHook
 
     def __init__(
         self,
@@ -46,27 +48,57 @@ class HyperPodCapacityTrigger(AwsBaseWaiterTrigger):
         aws_conn_id: str | None = "aws_default",
         region_name: str | None = None,
     ) -> None:
-        args = hyperpod.waiter_args(waiter_name, cluster_name, instance_group)
-        super().__init__(
-            serialized_fields={
-                "cluster_name": cluster_name,
-                "instance_group": instance_group,
-                "waiter_name": waiter_name,
-            },
-            waiter_name=waiter_name,
-            waiter_args=args,
-            failure_message=f"HyperPod {cluster_name}/{instance_group} did not reach its capacity",
-            status_message=f"HyperPod {cluster_name} capacity ({waiter_name})",
-            status_queries=["ClusterStatus", "InstanceGroups[].[InstanceGroupName,CurrentCount,TargetCount]"]
-            if waiter_name == hyperpod.AT_TARGET_WAITER
-            else ["ClusterNodeSummaries[].[InstanceId,InstanceStatus.Status]"],
-            return_key="cluster_name",
-            return_value=cluster_name,
-            waiter_delay=waiter_delay,
-            waiter_max_attempts=waiter_max_attempts,
-            aws_conn_id=aws_conn_id,
-            region_name=region_name,
-        )
+        super().__init__()
+        self.cluster_name = cluster_name
+        self.instance_group = instance_group
+        self.waiter_name = waiter_name
+        self.waiter_delay = waiter_delay
+        self.waiter_max_attempts = waiter_max_attempts
+        self.aws_conn_id = aws_conn_id
+        self.region_name = region_name
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {"cluster_name": self.cluster_name, "instance_group": self.instance_group,
+             "waiter_name": self.waiter_name, "waiter_delay": self.waiter_delay,
+             "waiter_max_attempts": self.waiter_max_attempts, "aws_conn_id": self.aws_conn_id,
+             "region_name": self.region_name},
+        )  # fmt: skip
+
+    def _attempt(self, hook: SageMakerHyperPodHook) -> str:
+        """One waiter evaluation: ``success``, ``retry`` or ``failure``."""
+        from botocore.exceptions import WaiterError
+
+        args = hyperpod.waiter_args(self.waiter_name, self.cluster_name, self.instance_group)
+        try:
+            hook.get_waiter(self.waiter_name).wait(**args, WaiterConfig={"Delay": 1, "MaxAttempts": 1})
+        except WaiterError as exc:
+            return "failure" if "terminal failure" in str(exc) else "retry"
+        return "success"
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        hook = SageMakerHyperPodHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
+        for attempt in range(1, self.waiter_max_attempts + 1):
+            try:
+                outcome = await asyncio.to_thread(self._attempt, hook)
+            except Exception as exc:
+                yield TriggerEvent(
+                    {"status": "error", "message": str(exc), "cluster_name": self.cluster_name}
+                )
+                return
+            self.log.info("HyperPod %s/%s %s: %s (attempt %d)", self.cluster_name, self.instance_group,
+                          self.waiter_name, outcome, attempt)  # fmt: skip
+            if outcome == "success":
+                yield TriggerEvent({"status": "success", "cluster_name": self.cluster_name})
+                return
+            if outcome == "failure":
+                yield TriggerEvent({"status": "error", "cluster_name": self.cluster_name,
+                                    "message": f"{self.waiter_name}: terminal failure state"})  # fmt: skip
+                return
+            await asyncio.sleep(self.waiter_delay)
+        yield TriggerEvent({"status": "error", "cluster_name": self.cluster_name,
+                            "message": f"{self.waiter_name}: not reached after {self.waiter_max_attempts} polls"})  # fmt: skip
 
 
 class _KubeRayTrigger(BaseTrigger):

@@ -1,0 +1,191 @@
+"""Real servers on loopback for the KubeRay/HyperPod tests, each stopped by its own process id.
+
+- a local Ray head (its own process group, :func:`start_local_head` / :func:`stop_local_head`);
+- ``emulator.py``: kmock's Kubernetes API with a scripted KubeRay controller on that head;
+- ``moto_hyperpod.py``: moto server (SageMaker HyperPod, EKS, S3) plus ``UpdateCluster``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from continuous_learning.compute.local_ray import LocalRayHead, start_local_head, stop_local_head
+
+from tests.conftest import REPO
+
+HERE = Path(__file__).parent
+NAMESPACE = "continuous-learning"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {timeout_s} s")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """TERM, then KILL, this process's own group (it was started in a new session)."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+
+def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "plugins"), str(REPO)])}
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, *args], stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+
+
+@pytest.fixture(scope="session")
+def ray_head() -> Iterator[LocalRayHead]:
+    head = start_local_head(num_cpus=2)
+    try:
+        yield head
+    finally:
+        stop_local_head(head, grace_s=8)
+
+
+class KubeEmulator:
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def _call(self, what: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
+        request = urllib.request.Request(
+            f"{self.url}/emulator/{what}",
+            data=json.dumps(data or {}).encode() if data is not None else None,
+            headers={"Content-Type": "application/json"},
+            method="POST" if data is not None else "GET",
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return dict(json.loads(answer.read()))
+
+    def state(self) -> dict[str, Any]:
+        return self._call("state")
+
+    def reset(self) -> None:
+        self._call("reset", {})
+
+    def inject(self, method: str, plural: str, status: int, times: int = 1) -> None:
+        self._call(
+            "faults", {"faults": [{"method": method, "plural": plural, "status": status, "times": times}]}
+        )
+
+    def configure(self, **settings: Any) -> None:
+        self._call("settings", settings)
+
+
+@pytest.fixture(scope="session")
+def kube_server(ray_head: LocalRayHead, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeEmulator]:
+    port = free_port()
+    log = tmp_path_factory.mktemp("emulator") / "emulator.log"
+    proc = _spawn(
+        [str(HERE / "emulator.py"), "--port", str(port), "--ray-address", ray_head.dashboard_url], log
+    )
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/emulator/state", proc)
+        yield KubeEmulator(f"http://127.0.0.1:{port}")
+    finally:
+        _stop(proc)
+        print(log.read_text()[-3000:])
+
+
+@pytest.fixture
+def kube(kube_server: KubeEmulator, monkeypatch: pytest.MonkeyPatch) -> KubeEmulator:
+    """A clean emulator and a Kubernetes connection ``kuberay_test`` to it."""
+    kube_server.reset()
+    kubeconfig = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "emulator",
+        "clusters": [{"name": "emulator", "cluster": {"server": kube_server.url}}],
+        "users": [{"name": "test", "user": {"token": "test-token"}}],
+        "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "test"}}],
+    }  # fmt: skip
+    conn = {"conn_type": "kubernetes", "extra": {"kube_config": json.dumps(kubeconfig)}}
+    monkeypatch.setenv("AIRFLOW_CONN_KUBERAY_TEST", json.dumps(conn))
+    monkeypatch.setenv("CL_KUBERAY__KUBERNETES_CONN_ID", "kuberay_test")
+    return kube_server
+
+
+@pytest.fixture(scope="session")
+def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    proc = _spawn([str(HERE / "moto_hyperpod.py"), "-H", "127.0.0.1", "-p", str(port)], log)
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/moto-api/", proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        _stop(proc)
+
+
+@pytest.fixture
+def aws(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """AWS credentials and ``aws_default`` pointing at the moto server; a boto3 SageMaker client."""
+    import boto3
+
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "us-east-1"}.items():  # fmt: skip
+        monkeypatch.setenv(key, value)
+    conn = {"conn_type": "aws", "login": "testing", "password": "testing",
+            "extra": {"region_name": "us-east-1", "endpoint_url": moto_url}}  # fmt: skip
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(conn))
+    return boto3.client("sagemaker", endpoint_url=moto_url, region_name="us-east-1")
+
+
+def create_hyperpod(client: Any, count: int = 0, node_status: str = "Running", **group: Any) -> str:
+    name = f"hp-{uuid.uuid4().hex[:8]}"
+    client.create_cluster(
+        ClusterName=name,
+        InstanceGroups=[
+            {
+                "InstanceGroupName": "gpu-workers",
+                "InstanceType": "ml.p5.48xlarge",
+                "InstanceCount": count,
+                "LifeCycleConfig": {
+                    "SourceS3Uri": "s3://sagemaker-lifecycle/scripts",
+                    "OnCreate": "on_create.sh",
+                },
+                "ExecutionRole": "arn:aws:iam::123456789012:role/hyperpod",
+                "ThreadsPerCore": 1,
+                **group,
+            },
+        ],
+        VpcConfig={"SecurityGroupIds": ["sg-1"], "Subnets": ["subnet-1"]},
+        Tags=[{"Key": "emulator:new-node-status", "Value": node_status}],
+    )
+    return name
+
+
+def group_counts(client: Any, name: str) -> tuple[int, int]:
+    group = client.describe_cluster(ClusterName=name)["InstanceGroups"][0]
+    return int(group["CurrentCount"]), int(group["TargetCount"])
