@@ -20,6 +20,8 @@ os.environ.update(
         "AIRFLOW__CORE__UNIT_TEST_MODE": "True",
         "CL_ENV": "local",
         "TOKENIZERS_PARALLELISM": "false",
+        # Keep Ray drivers on loopback: without it ray.init resolves 127.0.0.1 to the external address.
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
     }
 )
 # The venv's bin (ray, airflow) must be on PATH for the subprocesses the pipeline starts.

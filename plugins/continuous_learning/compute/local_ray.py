@@ -81,7 +81,17 @@ def start_local_head(
     gcs, dashboard, node_manager, object_manager, client, agent_listen, agent_grpc, metrics, runtime_env = (
         _free_ports(9)
     )
-    taken = {gcs, dashboard, node_manager, object_manager, client, agent_listen, agent_grpc, metrics, runtime_env}
+    taken = {
+        gcs,
+        dashboard,
+        node_manager,
+        object_manager,
+        client,
+        agent_listen,
+        agent_grpc,
+        metrics,
+        runtime_env,
+    }
     worker_low = 20000 + (os.getpid() % 400) * 100
     while any(worker_low <= port < worker_low + 100 for port in taken):
         worker_low += 100  # the worker range must not cover a port given to another component

@@ -496,8 +496,14 @@ def _run_stages_ray(
     max_record_bytes: int,
     feedback: FeedbackStage,
     out_path: Path,
+    ray_address: str | None = None,
 ) -> tuple[list[FileStage], list[ShardResult]]:
+    """Both stages as Ray Data maps (the same functions). ``spill`` must be visible to every node:
+    a local path on a one-node cluster, a shared file system (FSx for Lustre) on HyperPod."""
     import ray
+
+    if not ray.is_initialized():
+        ray.init(address=ray_address or "auto", log_to_driver=False)
 
     def stage_row(item: dict[str, Any]) -> dict[str, Any]:
         return {"stage": stage_file(item["uri"], item["index"], shards, spill, max_record_bytes)}
@@ -530,6 +536,7 @@ def ingest_day(
     executor: str = "local",
     shards: int | None = None,
     workers: int | None = None,
+    ray_address: str | None = None,
 ) -> IngestReport:
     """Validate, deduplicate, join feedback, redact and publish one day's curated partition."""
     report = IngestReport(day=day.isoformat())
@@ -567,7 +574,7 @@ def ingest_day(
         curated_path = Path(tmp) / "interactions.parquet"
         if executor == "ray":
             stages, results = _run_stages_ray(
-                raw_files, report.shards, spill, max_record_bytes, feedback, curated_path
+                raw_files, report.shards, spill, max_record_bytes, feedback, curated_path, ray_address
             )
         else:
             stages, results = _run_stages_local(
