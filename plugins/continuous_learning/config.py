@@ -150,6 +150,7 @@ class KubeRaySettings(_Section):
     job_startup_timeout_s: int = Field(900, gt=0)
     poll_interval_s: float = Field(10.0, gt=0)
     api_retries: int = Field(5, ge=0, le=20)
+    deferrable: bool = Field(True, description="operators wait in the triggerer unless told otherwise")
 
 
 class RegistrySettings(_Section):

@@ -80,6 +80,8 @@ class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         elif what == "settings":
             self.settings.update(data)
         elif what == "reset":
+            for _, obj in self.live("rayjobs") + self.live("rayclusters"):
+                obj.delete()
             self.faults.clear()
             self.faults_served = 0
             self.creates = {"rayclusters": 0, "rayjobs": 0}

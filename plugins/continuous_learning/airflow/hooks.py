@@ -78,11 +78,17 @@ class SageMakerHyperPodHook(AwsBaseHook):
         self, cluster_name: str, instance_group: str, delay_s: float, max_attempts: int
     ) -> None:
         """Blocking wait with the same waiter models as :class:`HyperPodCapacityTrigger`."""
+        from botocore.exceptions import WaiterError
+
         for name in (hyperpod.AT_TARGET_WAITER, hyperpod.NODES_RUNNING_WAITER):
-            self.get_waiter(name).wait(
-                **hyperpod.waiter_args(name, cluster_name, instance_group),
-                WaiterConfig={"Delay": delay_s, "MaxAttempts": max_attempts},
-            )
+            try:
+                self.get_waiter(name).wait(
+                    **hyperpod.waiter_args(name, cluster_name, instance_group),
+                    WaiterConfig={"Delay": delay_s, "MaxAttempts": max_attempts},
+                )
+            except WaiterError:
+                self.check_nodes_healthy(cluster_name, instance_group)  # the clearer error, when it applies
+                raise
         self.check_nodes_healthy(cluster_name, instance_group)
 
     def check_nodes_healthy(self, cluster_name: str, instance_group: str) -> None:

@@ -18,7 +18,7 @@ from continuous_learning.config import Settings
 from continuous_learning.contracts import DatasetRef, EvalResult, TrainResult
 from continuous_learning.registry import ModelRegistry
 
-from airflow.sdk import BaseOperator, Context, ResumableJobMixin, conf
+from airflow.sdk import BaseOperator, Context, ResumableJobMixin
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 
@@ -132,7 +132,7 @@ class _RayJobOperator(ResumableJobMixin, BaseOperator):
     After the job succeeded, the subclass's ``then`` method reads the job's result.
 
     :param cluster: the create task's XCom document (templated).
-    :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``, else True).
+    :param deferrable: wait in the triggerer (default: the ``kuberay.deferrable`` setting).
     :param durable: persist the job's id in the task state to re-attach after a worker crash.
     """
 
@@ -142,11 +142,7 @@ class _RayJobOperator(ResumableJobMixin, BaseOperator):
     def __init__(self, *, cluster: Any, deferrable: bool | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.cluster = cluster
-        self.deferrable = (
-            conf.getboolean("operators", "default_deferrable", fallback=True)
-            if deferrable is None
-            else deferrable
-        )
+        self.deferrable = deferrable
         self._job: dict[str, Any] = {}
         self._external: dict[str, Any] | None = None
 
@@ -157,6 +153,8 @@ class _RayJobOperator(ResumableJobMixin, BaseOperator):
         """Run ``command`` on ``spec_uri``; then return ``getattr(self, then)(context, state)``."""
         self._job = {"command": command, "spec_uri": spec_uri, "then": then, "state": state or {}}
         if self.cluster.get("backend") == "kuberay":
+            if self.deferrable is None:
+                self.deferrable = settings.kuberay.deferrable
             self._scale_resources(spec_uri)
             return self.execute_resumable(context)
         self._run_local(context, settings, command, spec_uri)

@@ -21,14 +21,16 @@ from typing import Any
 from continuous_learning.airflow.context import task_settings
 from continuous_learning.config import Settings
 
-from airflow.sdk import BaseOperator, Context, conf
+from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 CAPACITY_XCOM = "capacity"
 
 
-def _deferrable_default() -> bool:
-    return conf.getboolean("operators", "default_deferrable", fallback=True)
+def _resolve_deferrable(op: Any, settings: Settings) -> None:
+    """``deferrable=None`` (the default) means the ``kuberay.deferrable`` setting."""
+    if op.deferrable is None:
+        op.deferrable = settings.kuberay.deferrable
 
 
 def kuberay_hook_kwargs(settings: Settings, eks_cluster_arn: str | None = None) -> dict[str, Any]:
@@ -46,7 +48,7 @@ def kuberay_hook_kwargs(settings: Settings, eks_cluster_arn: str | None = None) 
 class _CapacityMixin(BaseOperator):
     """Shared by the operators that make sure a HyperPod instance group has its nodes."""
 
-    deferrable: bool
+    deferrable: bool | None
 
     def _hyperpod_hook(self, settings: Settings) -> Any:
         from continuous_learning.airflow.hooks import SageMakerHyperPodHook
@@ -61,6 +63,7 @@ class _CapacityMixin(BaseOperator):
 
         h = settings.hyperpod
         assert h.cluster_name is not None
+        _resolve_deferrable(self, settings)
         hook = self._hyperpod_hook(settings)
         try:
             plan = hook.ensure_capacity(h.cluster_name, h.instance_group, required)
@@ -85,6 +88,9 @@ class _CapacityMixin(BaseOperator):
             )  # fmt: skip
         try:
             hook.wait_for_capacity(h.cluster_name, h.instance_group, h.poll_interval_s, attempts)
+        except hyperpod.CapacityError as exc:
+            self._release_after_failure(context, settings)
+            raise AirflowFailException(str(exc)) from None
         except Exception as exc:
             self._release_after_failure(context, settings)
             raise AirflowException(f"HyperPod capacity not reached: {exc}") from None
@@ -189,7 +195,7 @@ class EnsureHyperPodCapacityOperator(_CapacityMixin):
     come from the ``hyperpod`` settings.
 
     :param required: nodes needed (templated; default: ``kuberay.worker_nodes``).
-    :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``, else True).
+    :param deferrable: wait in the triggerer (default: the ``kuberay.deferrable`` setting).
     """
 
     template_fields: Sequence[str] = ("required",)
@@ -200,7 +206,7 @@ class EnsureHyperPodCapacityOperator(_CapacityMixin):
     ) -> None:
         super().__init__(**kwargs)
         self.required = required
-        self.deferrable = _deferrable_default() if deferrable is None else deferrable
+        self.deferrable = deferrable
 
     def execute(self, context: Context) -> dict[str, Any] | None:
         settings = task_settings(context)
@@ -240,7 +246,7 @@ class CreateRayClusterOperator(_CapacityMixin):
     CRD schema when the CRDs are available, created or re-attached by its run labels, and waited for
     until ready within ``compute.cluster_startup_timeout_s``; on timeout it is deleted.
 
-    :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``, else True).
+    :param deferrable: wait in the triggerer (default: the ``kuberay.deferrable`` setting).
     :param poll_interval: seconds between status polls (default: ``kuberay.poll_interval_s``).
     """
 
@@ -250,11 +256,12 @@ class CreateRayClusterOperator(_CapacityMixin):
         self, *, deferrable: bool | None = None, poll_interval: float | None = None, **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
-        self.deferrable = _deferrable_default() if deferrable is None else deferrable
+        self.deferrable = deferrable
         self.poll_interval = poll_interval
 
     def execute(self, context: Context) -> dict[str, Any]:
         settings = task_settings(context)
+        _resolve_deferrable(self, settings)
         if settings.compute.backend == "local_ray":
             return self._start_local(settings)
         if settings.hyperpod.cluster_name:
@@ -292,6 +299,7 @@ class CreateRayClusterOperator(_CapacityMixin):
         from continuous_learning.training import job_environment
 
         settings = task_settings(context)
+        _resolve_deferrable(self, settings)
         dag_id, run_id = context["dag"].dag_id, context["run_id"]
         name = kuberay.cluster_name_for(dag_id, run_id)
         doc = self._document(context, settings, name)
