@@ -14,13 +14,13 @@ from continuous_learning.airflow.operators import (
     AssembleTrainingDatasetOperator,
     EnsureBaseModelOperator,
     EvaluateCandidateOperator,
-    EvaluationGateOperator,
-    PromoteModelOperator,
     TrainCandidateOperator,
 )
+from continuous_learning.airflow.promotion import EvaluationGateOperator, PromoteModelOperator
 from continuous_learning.airflow.ray_cluster import CreateRayClusterOperator, DeleteRayClusterOperator
 
 REWARD_PARTITIONS = Asset(name="continuous_learning.reward_partitions")
+PRODUCTION_MODEL = Asset(name="continuous_learning.production_model")
 
 with DAG(
     dag_id="continuous_training",
@@ -75,10 +75,14 @@ with DAG(
         task_id="evaluate", cluster=cluster.output, dataset=dataset.output, base=base.output,
         candidate=candidate.output,
     )  # fmt: skip
-    gate = EvaluationGateOperator(task_id="gate", evaluation=evaluation.output)
+    gate = EvaluationGateOperator(
+        task_id="gate", evaluation=evaluation.output, dataset=dataset.output, candidate=candidate.output,
+        base=base.output,
+    )  # fmt: skip
     promote = PromoteModelOperator(
-        task_id="promote", decision=gate.output, candidate=candidate.output, base=base.output
-    )
+        task_id="promote", decision=gate.output, candidate=candidate.output, base=base.output,
+        outlets=[PRODUCTION_MODEL],
+    )  # fmt: skip
     teardown = DeleteRayClusterOperator(task_id="delete_ray_cluster", cluster=cluster.output)
 
     dataset >> cluster

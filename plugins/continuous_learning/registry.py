@@ -163,6 +163,30 @@ class ModelRegistry:
             self.move_alias("previous", old.version, f"replaced by {version}", run_id)
         return moved
 
+    def rollback(self, target: str, reason: str, run_id: str | None = None) -> AliasRevision:
+        """Point ``production`` back at ``target`` (a version, or ``previous``), which must have been
+        production before. Nothing changes when the target is unknown or never served."""
+        if not reason.strip():
+            raise RegistryError("a rollback needs a reason")
+        current = self.alias("production")
+        if current is None:
+            raise RegistryError("there is no production model to roll back")
+        if target == "previous":
+            previous = self.alias("previous")
+            if previous is None:
+                raise RegistryError("there is no previous production model to roll back to")
+            target = previous.version
+        self.get(target)
+        served = {r.version for r in self.history("production")}
+        if target not in served:
+            raise RegistryError(
+                f"version {target!r} was never production (production history: {', '.join(sorted(served))}); "
+                "rollback only restores a model that served before"
+            )
+        if target == current.version:
+            raise RegistryError(f"{target} is already production; nothing to roll back")
+        return self.promote(target, f"rollback: {reason}", run_id, expected_revision=current.revision)
+
     def summary(self) -> dict[str, Any]:
         return {
             "versions": [v.version for v in self.versions()],

@@ -57,3 +57,22 @@ def test_unknown_version_and_alias_are_clear_errors(tmp_path) -> None:
     registry.register("file:///m/0", "run-0", None, None)
     with pytest.raises(RegistryError, match="unknown alias 'staging'"):
         registry.move_alias("staging", "v0", "x")
+
+
+def test_rollback_restores_a_former_production_version_only(tmp_path) -> None:
+    registry = ModelRegistry(f"file://{tmp_path}")
+    for i in range(4):
+        registry.register(f"file:///m/{i}", f"run-{i}", None, None)
+    registry.promote("v0", "bootstrap", None, expected_revision=0)
+    registry.promote("v1", "gate", None, expected_revision=1)
+    registry.promote("v2", "gate", None, expected_revision=2)
+    with pytest.raises(RegistryError, match="'v3' was never production"):
+        registry.rollback("v3", "bad model")
+    with pytest.raises(RegistryError, match="'v9' does not exist"):
+        registry.rollback("v9", "bad model")
+    assert registry.alias("production").version == "v2"  # nothing changed
+    moved = registry.rollback("previous", "regression in shop agent", "manual-1")
+    assert (moved.version, moved.previous_version) == ("v1", "v2")
+    assert moved.reason == "rollback: regression in shop agent"
+    assert registry.rollback("v0", "further back").version == "v0"
+    assert [r.version for r in registry.history("production")] == ["v0", "v1", "v2", "v1", "v0"]

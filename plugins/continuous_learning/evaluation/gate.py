@@ -24,6 +24,8 @@ class GateConfig:
     seed: int = 11
     slice_regression_limit: float = 0.1
     min_tool_call_validity_delta: float = -0.05
+    max_response_length_ratio: float = 1.5
+    max_refusal_rate_delta: float = 0.05
     min_prompts: int = 10
 
 
@@ -67,7 +69,9 @@ def decide(
 ) -> GateDecision:
     try:
         table = pq.read_table(io.BytesIO(storage.read_bytes(scores_uri)))
-        rows = table.select(["interaction_id", "agent", "model", "reward", "format_valid"]).to_pylist()
+        columns = ["interaction_id", "agent", "model", "reward", "format_valid"]
+        optional = [c for c in ("ability", "response_chars", "response") if c in table.column_names]
+        rows = table.select(columns + optional).to_pylist()
     except Exception as exc:  # fail closed on anything unreadable
         return GateDecision(False, [f"evaluation scores unreadable at {scores_uri}: {exc}"])
     by_model: dict[str, dict[str, dict[str, Any]]] = {}
@@ -101,28 +105,75 @@ def decide(
         decision.reasons.append(
             f"improvement {overall.mean:+.4f} ({level} CI {overall.low:+.4f}..{overall.high:+.4f}) does not clear the margin {config.margin:+.4f}"
         )
-    agents = sorted({by_model[candidate][i]["agent"] for i in shared})
-    for agent in agents:
-        mask = np.array([by_model[candidate][i]["agent"] == agent for i in shared])
-        interval = bootstrap_interval(diffs[mask], config.confidence, config.resamples, config.seed)
-        decision.slices[f"agent={agent}"] = interval
-        if interval.low < -config.slice_regression_limit and interval.high < 0:
-            decision.promote = False
-            decision.reasons.append(
-                f"slice agent={agent} regresses {interval.mean:+.4f} (CI {interval.low:+.4f}..{interval.high:+.4f}), "
-                f"beyond the limit {config.slice_regression_limit}"
-            )
-    validity = {
-        m: float(np.mean([by_model[m][i]["format_valid"] for i in shared])) for m in (candidate, production)
-    }
-    delta = validity[candidate] - validity[production]
-    decision.guardrails = {
-        "tool_call_validity_candidate": validity[candidate],
-        "tool_call_validity_production": validity[production],
-    }
-    if delta < config.min_tool_call_validity_delta:
+    for dimension in ("agent", "ability"):
+        values = sorted({str(by_model[candidate][i].get(dimension)) for i in shared})
+        if dimension == "ability" and values == ["None"]:
+            continue
+        for value in values:
+            mask = np.array([str(by_model[candidate][i].get(dimension)) == value for i in shared])
+            interval = bootstrap_interval(diffs[mask], config.confidence, config.resamples, config.seed)
+            decision.slices[f"{dimension}={value}"] = interval
+            if interval.low < -config.slice_regression_limit and interval.high < 0:
+                decision.promote = False
+                decision.reasons.append(
+                    f"slice {dimension}={value} regresses {interval.mean:+.4f} (CI {interval.low:+.4f}..{interval.high:+.4f}), "
+                    f"beyond the limit {config.slice_regression_limit}"
+                )
+    _guardrails(decision, by_model, shared, candidate, production, config)
+    return decision
+
+
+_REFUSAL = ("i can't", "i cannot", "i'm sorry", "i am sorry", "unable to help", "i won't")
+
+
+def _guardrails(
+    decision: GateDecision,
+    by_model: dict[str, dict[str, dict[str, Any]]],
+    shared: list[str],
+    candidate: str,
+    production: str,
+    config: GateConfig,
+) -> None:
+    """Tool-call validity, response length and refusal rate must not get worse beyond their limits."""
+
+    def rate(model: str, key: str) -> float:
+        return float(np.mean([float(bool(by_model[model][i][key])) for i in shared]))
+
+    validity = {m: rate(m, "format_valid") for m in (candidate, production)}
+    decision.guardrails["tool_call_validity_candidate"] = validity[candidate]
+    decision.guardrails["tool_call_validity_production"] = validity[production]
+    if validity[candidate] - validity[production] < config.min_tool_call_validity_delta:
         decision.promote = False
         decision.reasons.append(
-            f"tool-call validity fell by {-delta:.1%} (limit {-config.min_tool_call_validity_delta:.1%})"
+            f"tool-call validity fell by {validity[production] - validity[candidate]:.1%} "
+            f"(limit {-config.min_tool_call_validity_delta:.1%})"
         )
-    return decision
+    if "response_chars" in by_model[candidate][shared[0]]:
+        length = {
+            m: float(np.mean([by_model[m][i]["response_chars"] for i in shared]))
+            for m in (candidate, production)
+        }
+        ratio = length[candidate] / max(length[production], 1.0)
+        decision.guardrails["response_length_ratio"] = ratio
+        if ratio > config.max_response_length_ratio:
+            decision.promote = False
+            decision.reasons.append(
+                f"responses grew {ratio:.2f}x longer (limit {config.max_response_length_ratio}x)"
+            )
+    if "response" in by_model[candidate][shared[0]]:
+        refusals = {
+            m: float(
+                np.mean(
+                    [any(r in (by_model[m][i]["response"] or "").lower() for r in _REFUSAL) for i in shared]
+                )
+            )
+            for m in (candidate, production)
+        }
+        decision.guardrails["refusal_rate_candidate"] = refusals[candidate]
+        decision.guardrails["refusal_rate_production"] = refusals[production]
+        if refusals[candidate] - refusals[production] > config.max_refusal_rate_delta:
+            decision.promote = False
+            decision.reasons.append(
+                f"refusal rate rose from {refusals[production]:.1%} to {refusals[candidate]:.1%} "
+                f"(limit +{config.max_refusal_rate_delta:.1%})"
+            )
