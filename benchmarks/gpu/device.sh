@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The whole GPU benchmark on the air-gapped host, from the repository root (started with setsid by the
+# device call; poll.sh waits for it and brings the logs back). Needs .bundle/site.tar.xz (bundle) and
+# .bundle/bench (prepare.py) carried along. Stages: bundle -> model -> run A (VeRL defaults, killed after
+# a checkpoint) -> run B (resume, tuned, to max_steps, merge, validate) -> SGLang evaluation.
+set -u
+REPO=$(pwd)
+B=${BENCH_ROOT:-/tmp/bench}
+L=$B/logs
+RUN=h200-grpo
+KILL_AFTER=${KILL_AFTER:-7}
+mkdir -p "$L"
+exec >"$L/device.log" 2>&1
+export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+export SGLANG_IS_FLASHINFER_AVAILABLE=false HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
+export RAY_USAGE_STATS_ENABLED=0 TOKENIZERS_PARALLELISM=false
+export PYTHONPATH=/tmp/site:$REPO/plugins:$REPO/trainer
+export LD_LIBRARY_PATH=/tmp/site/.libs:${LD_LIBRARY_PATH:-}
+t0=$(date +%s)
+stamp() { echo "[$(($(date +%s) - t0))s] $*"; }
+ray_up() {
+  python3 -m ray.scripts.scripts start --head --num-gpus="$(nvidia-smi -L | wc -l)" --include-dashboard=false \
+    --disable-usage-stats >>"$L/ray.log" 2>&1 || { stamp "ray start failed: RAY_ADDRESS=local"; export RAY_ADDRESS=local; }
+}
+ray_down() { python3 -m ray.scripts.scripts stop --force >>"$L/ray.log" 2>&1; sleep 3; }
+
+stamp "host: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | head -1); $(nproc) cores"
+stamp "extract bundle"
+mkdir -p /tmp/site && tar -xJf .bundle/site.tar.xz -C /tmp/site || { stamp "extract failed"; touch "$B/DONE"; exit 1; }
+nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader,nounits -lms 1000 >"$L/gpu.csv" &
+rm -rf "$B/ds" && cp -r .bundle/bench/ds "$B/ds"
+python3 - <<'PY' | tee "$L/versions.json"
+import importlib.metadata as m, json, platform
+print(json.dumps({d: m.version(d) for d in ("torch", "transformers", "tokenizers", "verl", "sglang", "sglang-kernel",
+      "flashinfer-python", "ray", "triton")} | {"python": platform.python_version()}))
+PY
+stamp "build model"
+python3 benchmarks/gpu/make_model.py --tokenizer .bundle/bench/tokenizer --out "$B/models/base" | tee "$L/model.json"
+python3 benchmarks/gpu/specs.py --root "$B" --variant default --run-id $RUN
+python3 benchmarks/gpu/specs.py --root "$B" --variant tuned --run-id $RUN
+cp "$B"/spec-*.json "$B"/eval-*.json "$L/"
+ray_up
+M=$B/work/$RUN/metrics.jsonl
+
+stamp "run A (defaults): kill after step $KILL_AFTER"
+setsid python3 -m continuous_learning_trainer train --spec "file://$B/spec-$RUN-default.json" >"$L/runA.log" 2>&1 &
+PA=$!
+n=0
+while kill -0 $PA 2>/dev/null; do
+  n=$(wc -l <"$M" 2>/dev/null || echo 0)
+  [ "$n" -ge "$KILL_AFTER" ] && break
+  sleep 2
+done
+stamp "run A: killing after $n logged steps; committed: $(cat "$B/out/$RUN/checkpoints/latest_checkpointed_iteration.txt" 2>/dev/null)"
+kill -TERM -- -$PA 2>/dev/null; sleep 5; kill -KILL -- -$PA 2>/dev/null
+cp "$M" "$L/metrics_A.jsonl" 2>/dev/null
+ray_down; ray_up
+
+stamp "run B (tuned, resume_mode=auto)"
+timeout 1200 python3 -m continuous_learning_trainer train --spec "file://$B/spec-$RUN-tuned.json" >"$L/runB.log" 2>&1
+stamp "run B exit $?"
+cp "$M" "$L/metrics_B.jsonl" 2>/dev/null
+cp "$B/out/$RUN/result.json" "$L/train_result.json" 2>/dev/null
+ls -la "$B/out/$RUN/model" >"$L/model_files.txt" 2>&1
+ray_down
+
+stamp "evaluate (SGLang offline engine): base vs candidate"
+timeout 600 python3 -m continuous_learning_trainer evaluate --spec "file://$B/eval-$RUN.json" >"$L/eval.log" 2>&1
+stamp "evaluate exit $?"
+cp "$B/out/$RUN-eval/result.json" "$L/eval_result.json" 2>/dev/null
+stamp done
+touch "$B/DONE"
