@@ -17,7 +17,7 @@ export RAY_USAGE_STATS_ENABLED=0 TOKENIZERS_PARALLELISM=false
 export PYTHONPATH=/tmp/site:$REPO/plugins:$REPO/trainer
 export LD_LIBRARY_PATH=/tmp/site/.libs:${LD_LIBRARY_PATH:-}
 t0=$(date +%s)
-stamp() { echo "[$(($(date +%s) - t0))s] $*"; }
+stamp() { echo "[$(date +%Y/%m/%d_%H:%M:%S) +$(($(date +%s) - t0))s] $*"; }
 ray_up() {
   python3 -m ray.scripts.scripts start --head --num-gpus="$(nvidia-smi -L | wc -l)" --include-dashboard=false \
     --disable-usage-stats >>"$L/ray.log" 2>&1 || { stamp "ray start failed: RAY_ADDRESS=local"; export RAY_ADDRESS=local; }
