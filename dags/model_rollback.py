@@ -1,7 +1,16 @@
-"""Rollback: move the `production` alias back to a model version that served before.
+"""### Model rollback
 
-Manual only. The target must exist and have been production before; the move and its reason are kept
-in the alias history (and, in prod, mirrored to the SageMaker Model Registry's approval status).
+Move the `production` alias back to a model version that served before. **Manual only**: Trigger, fill
+the form (target version and reason), run.
+
+| stage | what it does | output (under `storage.root`) |
+|---|---|---|
+| `validate_request` | target is `previous` or a version in the registry; a reason is given | log |
+| `rollback_production` | compare-and-swap of `production` to the target, which must have been production before | `registry/aliases/production/rev-*.json`, `registry/aliases/previous/`; link *Registry entry* |
+
+The move and its reason are kept in the alias history (and, in prod, mirrored to the SageMaker Model
+Registry's approval status). Consumers of the `continuous_learning.production_model` Asset are triggered.
+Handbook: `docs/operations.md`, "Rollback".
 """
 
 from __future__ import annotations
@@ -9,7 +18,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from airflow.sdk import DAG, Asset, Param
+from continuous_learning.airflow.links import RegistryEntryLink
+from continuous_learning.airflow.notifications import on_task_failure
 from continuous_learning.airflow.promotion import RollbackModelOperator
+from continuous_learning.airflow.validation import ValidateRequestOperator
 
 PRODUCTION_MODEL = Asset(name="continuous_learning.production_model")
 
@@ -21,20 +33,40 @@ with DAG(
     catchup=False,
     tags=["continuous-learning", "registry"],
     doc_md=__doc__,
+    default_args={"on_failure_callback": on_task_failure},
     params={
         "target_version": Param(
             "previous",
             type="string",
             pattern=r"^(previous|v[0-9]+)$",
+            section="Rollback",
             title="Target version",
-            description="A version such as v3 that was production before, or 'previous'.",
+            description="A version such as v3 that was production before, or 'previous' (the one before the "
+            "current production).",
         ),
-        "reason": Param(type="string", minLength=5, title="Reason", description="Why; kept in the history."),
+        "reason": Param(
+            type="string",
+            minLength=5,
+            maxLength=500,
+            section="Rollback",
+            title="Reason",
+            description="Why (at least 5 characters); kept in the production alias history.",
+        ),
     },
 ):
-    RollbackModelOperator(
+    validate = ValidateRequestOperator(
+        task_id="validate_request",
+        kind="rollback",
+        doc_md="Checks the target version exists in the registry (or is `previous`) and a reason is given; "
+        "fails at once naming the field.",
+    )
+    rollback = RollbackModelOperator(
         task_id="rollback_production",
+        doc_md="Moves `production` back to the target by compare-and-swap; the target must have been production "
+        "before. Output: a new `registry/aliases/production/rev-*.json` with the reason.",
         target_version="{{ params.target_version }}",
         reason="{{ params.reason }}",
         outlets=[PRODUCTION_MODEL],
     )
+    rollback.operator_extra_links = (RegistryEntryLink(),)
+    validate >> rollback

@@ -157,6 +157,22 @@ class RegistrySettings(_Section):
     sagemaker_model_package_group: str | None = None
 
 
+class AlertSettings(_Section):
+    """Notifications on failures and gate rejections, through the Amazon provider's SNS notifier.
+
+    Off by default. With ``enabled`` and an ``sns_topic_arn``, a failed task and a gate rejection each
+    publish one message to the topic (subscribe e-mail, chat or paging to it).
+    """
+
+    enabled: bool = Field(False, description="send notifications at all")
+    sns_topic_arn: str | None = Field(None, pattern=r"^arn:aws[a-z-]*:sns:", description="SNS topic ARN")
+    aws_conn_id: str = "aws_default"
+    region_name: str | None = None
+    on_failure: bool = Field(True, description="notify when a task fails (after its retries)")
+    on_gate_rejection: bool = Field(True, description="notify when the gate rejects a candidate")
+    subject_prefix: str = Field("[continuous-learning]", max_length=40)
+
+
 class _EnvironmentFileSource(PydanticBaseSettingsSource):
     """Reads ``environments/<env>.toml``; the env comes from overrides or ``CL_ENV``."""
 
@@ -191,6 +207,7 @@ class Settings(BaseSettings):
     registry: RegistrySettings = RegistrySettings()
     hyperpod: HyperPodSettings = HyperPodSettings()
     kuberay: KubeRaySettings = KubeRaySettings()
+    alerts: AlertSettings = AlertSettings()
 
     @classmethod
     def settings_customise_sources(

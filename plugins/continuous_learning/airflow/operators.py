@@ -281,15 +281,21 @@ class _RayJobOperator(ResumableJobMixin, BaseOperator):
             run_timeout_s=settings.compute.job_timeout_s,
         )  # fmt: skip
         if self.deferrable:
-            self.defer(trigger=trigger, method_name="job_complete", kwargs={"job": self._job})
+            # The job's plan travels in XCom, not in the deferral's kwargs: robust to how resumes pass them.
+            context["ti"].xcom_push(key=JOB_PLAN_XCOM, value=self._job)
+            self.defer(trigger=trigger, method_name="job_complete")
         event = asyncio.run(_first_event(trigger))
         self._raise_unless_succeeded(event)
 
     def get_job_result(self, external_id: Any, context: Context) -> Any:
         return self._then(context, self._job.get("then"), self._job.get("state") or {})
 
-    def job_complete(self, context: Context, event: dict[str, Any], job: dict[str, Any]) -> Any:
+    def job_complete(
+        self, context: Context, event: dict[str, Any] | None = None, job: dict[str, Any] | None = None
+    ) -> Any:
         """Resumed from :class:`RayJobTrigger`: fail clearly, or read the job's result."""
+        job = job or context["ti"].xcom_pull(task_ids=self.task_id, key=JOB_PLAN_XCOM) or {}
+        event = event or {"status": "error", "message": "resumed without a trigger event"}
         self._job = job
         self._external = {"name": event.get("name"), "submission_id": event.get("submission_id")}
         self._raise_unless_succeeded(event)
@@ -324,6 +330,9 @@ class _RayJobOperator(ResumableJobMixin, BaseOperator):
             self.log.info(
                 "RayJob %s %s on kill", self._external["name"], "deleted" if deleted else "already gone"
             )
+
+
+JOB_PLAN_XCOM = "ray_job_plan"
 
 
 async def _first_event(trigger: Any) -> dict[str, Any]:
@@ -406,9 +415,29 @@ class TrainCandidateOperator(_RayJobOperator):
         run_id = run_identity(context)
         dataset = DatasetRef.model_validate({k: self.dataset[k] for k in DatasetRef.model_fields})
         spec_uri = write_run_spec(settings, dataset, self.base["model_uri"], self.base["version"], run_id)
+        if (context.get("params") or {}).get("dry_run"):
+            self._dry_run(context, settings, dataset, spec_uri, run_id)
         return self.run_trainer(  # type: ignore[no-any-return]
             context, settings, "train", spec_uri, then="_trained", state={"spec_uri": spec_uri}
         )
+
+    def _dry_run(
+        self, context: Context, settings: Settings, dataset: DatasetRef, spec_uri: str, run_id: str
+    ) -> None:
+        """Dry run: write the evaluation spec too, then skip training, evaluation, gate and promotion."""
+        from continuous_learning.airflow.notifications import record_run_note
+        from continuous_learning.training import run_paths, write_eval_spec
+
+        models = {"candidate": storage.join(run_paths(settings, run_id).train, "model"),
+                  "production": self.base["model_uri"]}  # fmt: skip
+        eval_spec_uri = write_eval_spec(settings, dataset, models, run_id)
+        note = (
+            f"DRY RUN: dataset {dataset.dataset_id}, cluster and base model {self.base['version']} are ready and "
+            f"the specs are written ({spec_uri}, {eval_spec_uri}); training, evaluation, gate and promotion "
+            "were skipped on purpose (dry_run Param)."
+        )
+        record_run_note(context, note)
+        raise AirflowSkipException(note)
 
     def _trained(self, context: Context, state: dict[str, Any]) -> dict[str, Any]:
         from continuous_learning.training import run_paths
@@ -450,6 +479,8 @@ class EvaluateCandidateOperator(_RayJobOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from continuous_learning.training import write_eval_spec
 
+        if (context.get("params") or {}).get("dry_run"):
+            raise AirflowSkipException("DRY RUN: evaluation skipped on purpose (dry_run Param)")
         settings = task_settings(context)
         run_id = run_identity(context)
         dataset = DatasetRef.model_validate({k: self.dataset[k] for k in DatasetRef.model_fields})

@@ -127,17 +127,39 @@ class PromoteModelOperator(BaseOperator):
         report = (self.decision.get("report") or {}).get("html")
         if report:
             context["ti"].xcom_push(key=REPORT_KEY, value=_report_url(report))
+        from continuous_learning.airflow.notifications import notify_gate_rejection, record_run_note
+
+        if params.get("dry_run"):
+            raise AirflowSkipException("DRY RUN: promotion skipped on purpose (dry_run Param)")
         if params.get("skip_promotion"):
-            raise AirflowSkipException(
-                f"promotion skipped by the skip_promotion Param (gate said: {reasons})"
-            )
+            note = f"promotion skipped by the skip_promotion Param (gate said: {reasons})"
+            record_run_note(context, note)
+            raise AirflowSkipException(note)
+        reason = f"gate: {reasons}"
         if not self.decision["promote"]:
-            raise AirflowSkipException(f"gate rejected {self.candidate['version']}: {reasons}")
+            if not params.get("force_promote"):
+                note = f"gate rejected {self.candidate['version']}; production unchanged: {reasons}"
+                record_run_note(context, note)
+                notify_gate_rejection(
+                    context, self.candidate["version"], reasons, report and _report_url(report)
+                )
+                raise AirflowSkipException(note)
+            # Checked by validate_request; checked again here because this is the irreversible step.
+            from continuous_learning.run_request import FORCE_PROMOTE_CONFIRMATION
+
+            if params.get("force_promote_confirmation") != FORCE_PROMOTE_CONFIRMATION:
+                raise AirflowFailException(
+                    f"force_promote_confirmation: type {FORCE_PROMOTE_CONFIRMATION!r} to force a promotion"
+                )
+            reason = (
+                f"FORCED despite gate rejection: {params.get('force_promote_reason')} (gate said: {reasons})"
+            )
+            record_run_note(context, f"{self.candidate['version']} force-promoted: {reason}")
         settings = task_settings(context, self.aws_conn_id)
         registry = ModelRegistry(settings.storage.registry_uri)
         try:
             moved = registry.promote(
-                self.candidate["version"], f"gate: {reasons}", run_identity(context),
+                self.candidate["version"], reason, run_identity(context),
                 expected_revision=self.base["production_revision"],
             )  # fmt: skip
         except RegistryError as exc:
