@@ -112,6 +112,7 @@ class FakeVerl:
         every, total = int(args["trainer.save_freq"]), int(args["trainer.total_training_steps"])
         callback = UploadCheckpointCallback()
         metrics = Path(env["VERL_FILE_LOGGER_PATH"])
+        metrics.write_text("")  # VeRL's file logger opens its file with "wb": a restart truncates it
         for step in range(start + 1, total + 1):
             with metrics.open("a") as fh:
                 fh.write(json.dumps({"step": step, "data": {"critic/score/mean": step / 10}}) + "\n")
@@ -158,6 +159,18 @@ def test_train_end_to_end_with_restart(tmp_path: Path, monkeypatch: pytest.Monke
     assert {r["agent_name"] for r in rows} == {"tool_agent", "single_turn_agent"}
     assert rows[0]["extra_info"]["tool_selection"] == ["get_weather"]
     assert any(a == "actor_rollout_ref.rollout.agent.default_agent_loop=tool_agent" for a in runner.calls[0])
+
+
+def test_restart_in_same_work_dir_keeps_history_before_checkpoint(tmp_path: Path) -> None:
+    prepare(tmp_path)
+    spec = run_spec(tmp_path, verl={"work_dir": str(tmp_path / "work")})
+    with pytest.raises(RuntimeError, match="node lost"):
+        verl_engine.train(spec, runner=FakeVerl(fail_at=3))
+    result = verl_engine.train(spec, runner=FakeVerl())
+    assert result.status == "succeeded" and result.steps == 4
+    # steps 1-2 from the first attempt, 3 re-run after the checkpoint at 2 (its later entry wins), 4
+    assert [h["step"] for h in result.history] == [1.0, 2.0, 3.0, 4.0]
+    assert result.metrics["reward_first"] == pytest.approx(0.1)
 
 
 def test_train_without_tools_uses_single_turn(tmp_path: Path) -> None:

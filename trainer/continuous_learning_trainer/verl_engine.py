@@ -90,6 +90,12 @@ class Layout:
     def metrics(self) -> Path:
         return self.root / "metrics.jsonl"
 
+    @property
+    def earlier_metrics(self) -> Path:
+        """Metrics of earlier attempts in this work folder: VeRL's file logger truncates ``metrics``
+        when it starts, so a resumed run would otherwise lose the steps before its checkpoint."""
+        return self.root / "metrics.earlier.jsonl"
+
 
 # --------------------------------------------------------------------------- Hydra overrides
 
@@ -465,19 +471,31 @@ def validate_hf_model(model_dir: Path, base_model: Path | None = None) -> dict[s
 # --------------------------------------------------------------------------- results
 
 
-def read_history(metrics_file: Path) -> list[dict[str, float]]:
-    """VeRL's ``file`` logger: one JSON line per step, ``{"step": N, "data": {metric: value}}``."""
-    history: list[dict[str, float]] = []
-    if not metrics_file.exists():
-        return history
-    for line in metrics_file.read_text().splitlines():
-        if not line.strip():
+def read_history(metrics_file: Path, *earlier: Path) -> list[dict[str, float]]:
+    """VeRL's ``file`` logger: one JSON line per step, ``{"step": N, "data": {metric: value}}``.
+
+    ``earlier`` files (attempts before a resume) are read first; a step logged again by a later attempt
+    (the steps between its checkpoint and the crash are re-run) replaces the earlier entry."""
+    by_step: dict[float, dict[str, float]] = {}
+    for path in (*earlier, metrics_file):
+        if not path.exists():
             continue
-        entry = json.loads(line)
-        row = {k: float(v) for k, v in entry.get("data", {}).items() if isinstance(v, (int, float))}
-        row["step"] = float(entry.get("step", len(history) + 1))
-        history.append(row)
-    return history
+        for line in path.read_text().splitlines():
+            if not line.strip():
+                continue
+            entry = json.loads(line)
+            row = {k: float(v) for k, v in entry.get("data", {}).items() if isinstance(v, (int, float))}
+            row["step"] = float(entry.get("step", len(by_step) + 1))
+            by_step[row["step"]] = row
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def keep_earlier_metrics(layout: Layout) -> None:
+    """Move the last attempt's metrics aside before VeRL starts again (its logger truncates the file)."""
+    if layout.metrics.exists() and layout.metrics.stat().st_size:
+        with layout.earlier_metrics.open("a") as out:
+            out.write(layout.metrics.read_text().rstrip("\n") + "\n")
+        layout.metrics.unlink()
 
 
 def summarise(history: list[dict[str, float]], train_rows: int) -> dict[str, float]:
@@ -535,7 +553,7 @@ def train(spec: RunSpec, *, runner: CommandRunner = run_command) -> TrainResult:
             dataset_id=spec.dataset.dataset_id,
             steps=0,
             metrics={},
-            history=read_history(layout.metrics),
+            history=read_history(layout.metrics, layout.earlier_metrics),
             versions=versions(),
             started_at=started,
             finished_at=datetime.now(UTC),
@@ -565,6 +583,7 @@ def _train(spec: RunSpec, layout: Layout, runner: CommandRunner, started: dateti
     overrides = build_overrides(spec, layout, has_tools=bool(tools), train_rows=train_rows)
     env = {**os.environ, **WORKER_ENV, "VERL_FILE_LOGGER_PATH": str(layout.metrics), "PYTHONUNBUFFERED": "1"}
     env.setdefault("RAY_ADDRESS", "auto")  # the cluster this job runs in; never start a new one
+    keep_earlier_metrics(layout)
     runner([sys.executable, "-m", "verl.trainer.main_ppo", *overrides], env)
 
     step = latest_local_step(layout.checkpoints)
@@ -577,7 +596,7 @@ def _train(spec: RunSpec, layout: Layout, runner: CommandRunner, started: dateti
     model_uri = storage.join(spec.output_uri, "model")
     storage.store_for(model_uri).delete_prefix(model_uri + "/")
     storage.upload_dir(layout.merged, model_uri)
-    history = read_history(layout.metrics)
+    history = read_history(layout.metrics, layout.earlier_metrics)
     result = TrainResult(
         run_id=spec.run_id,
         status="succeeded",
