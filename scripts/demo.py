@@ -104,6 +104,9 @@ def report_day(day: date, run_dir: Path | None) -> None:
             f"{evaluation['mean_reward']['production']:.3f} on {evaluation['prompts']} held-out prompts"
         )
         print(f"  gate     {'PROMOTE' if gate['promote'] else 'REJECT'}: {' '.join(gate['reasons'])}")
+        report = run_dir / "report" / "report.html"
+        if report.exists():
+            print(f"  report   {report}")
     print(f"  production model: {production_version(DEMO / 'data' / 'registry')}")
 
 
@@ -138,6 +141,11 @@ def main() -> int:
         run(["airflow", "dags", "test", "continuous_training", run_date], f"continuous_training-{day}.log")
         report_day(day, latest_run(runs, before))
     say("done")
+    history = sorted((DEMO / "data" / "registry" / "aliases" / "production").glob("rev-*.json"))
+    print("\nProduction history:")
+    for revision in history:
+        entry = read_json(revision)
+        print(f"  rev {entry['revision']}: {entry['version']}  ({entry['reason'][:110]})")
     print(f"\nArtifacts: {DEMO / 'data'} (raw, feedback, data/curated, data/quarantine, data/reward, "
           f"data/datasets, runs, registry)\nLogs: {DEMO / 'logs'}")  # fmt: skip
     return 0

@@ -84,7 +84,11 @@ def generate(workdir: Path, records: int) -> None:
 
     shutil.rmtree(workdir, ignore_errors=True)
     started = time.monotonic()
-    generate_day(f"file://{workdir}", date(2026, 11, 1), records, seed=1, malformed_share=0.0)
+    chunk = 1_000_000  # bounded memory while generating: one chunk of files at a time
+    for start in range(0, records, chunk):
+        count = min(chunk, records - start)
+        generate_day(f"file://{workdir}", date(2026, 11, 1), count, seed=1, malformed_share=0.0,
+                     start_index=start, file_prefix=f"part-{start // chunk:03d}")  # fmt: skip
     size = sum(p.stat().st_size for p in workdir.rglob("*") if p.is_file()) / 2**20
     print(
         f"  generated {records:,} interactions ({size:,.0f} MiB) in {time.monotonic() - started:.0f} s",

@@ -224,13 +224,18 @@ def generate_day(
     interactions: int,
     seed: int,
     malformed_share: float = 0.02,
+    start_index: int = 0,
+    file_prefix: str = "part",
 ) -> tuple[GeneratedDay, dict[date, list[dict[str, Any]]]]:
-    """Write one day of raw logs under ``<out>/raw/dt=DAY/``; return late feedback by arrival day."""
-    rng = random.Random(f"{seed}-{day.isoformat()}")
+    """Write one day of raw logs under ``<out>/raw/dt=DAY/``; return late feedback by arrival day.
+
+    Large days can be written in chunks: each call with its own ``start_index`` and ``file_prefix``.
+    """
+    rng = random.Random(f"{seed}-{day.isoformat()}-{start_index}")
     summary = GeneratedDay(day)
     lines_by_file: list[list[str]] = [[], [], []]
     late_by_day: dict[date, list[dict[str, Any]]] = {}
-    for index in range(interactions):
+    for index in range(start_index, start_index + interactions):
         record, late = make_interaction(rng, day, index)
         target = lines_by_file[index % len(lines_by_file)]
         target.append(json.dumps(record))
@@ -249,9 +254,9 @@ def generate_day(
     for number, lines in enumerate(lines_by_file):
         body = ("\n".join(lines) + "\n").encode()
         if number == 0:
-            name, data = f"part-{number:04d}.jsonl.gz", gzip.compress(body, mtime=0)
+            name, data = f"{file_prefix}-{number:04d}.jsonl.gz", gzip.compress(body, mtime=0)
         else:
-            name, data = f"part-{number:04d}.jsonl", body
+            name, data = f"{file_prefix}-{number:04d}.jsonl", body
         uri = storage.join(prefix, name)
         storage.write_bytes(uri, data)
         summary.files.append(uri)
