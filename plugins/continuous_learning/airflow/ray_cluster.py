@@ -49,6 +49,7 @@ class _CapacityMixin(BaseOperator):
     """Shared by the operators that make sure a HyperPod instance group has its nodes."""
 
     deferrable: bool | None
+    after_capacity: str  # the method that goes on once the nodes are there
 
     def _hyperpod_hook(self, settings: Settings) -> Any:
         from continuous_learning.airflow.hooks import SageMakerHyperPodHook
@@ -84,7 +85,6 @@ class _CapacityMixin(BaseOperator):
                     waiter_max_attempts=attempts, aws_conn_id=h.aws_conn_id, region_name=h.region_name,
                 ),
                 method_name="capacity_reached",
-                kwargs={"next_method": next_method},
             )  # fmt: skip
         try:
             hook.wait_for_capacity(h.cluster_name, h.instance_group, h.poll_interval_s, attempts)
@@ -96,7 +96,7 @@ class _CapacityMixin(BaseOperator):
             raise AirflowException(f"HyperPod capacity not reached: {exc}") from None
 
     def capacity_reached(
-        self, context: Context, event: dict[str, Any] | None = None, next_method: str = "execute"
+        self, context: Context, event: dict[str, Any] | None = None, next_method: str | None = None
     ) -> Any:
         """Resumed after the count waiter: check the nodes are Running (or wait for them), go on."""
         from continuous_learning.compute import hyperpod
@@ -125,13 +125,12 @@ class _CapacityMixin(BaseOperator):
                     aws_conn_id=h.aws_conn_id, region_name=h.region_name,
                 ),
                 method_name="nodes_running",
-                kwargs={"next_method": next_method},
             )  # fmt: skip
         self._check_nodes(context, settings)
-        return getattr(self, next_method)(context)
+        return getattr(self, next_method or self.after_capacity)(context)
 
     def nodes_running(
-        self, context: Context, event: dict[str, Any] | None = None, next_method: str = "execute"
+        self, context: Context, event: dict[str, Any] | None = None, next_method: str | None = None
     ) -> Any:
         settings = task_settings(context)
         if not event or event.get("status") != "success":
@@ -139,7 +138,7 @@ class _CapacityMixin(BaseOperator):
             self._release_after_failure(context, settings)
             raise AirflowException(f"HyperPod nodes not running: {(event or {}).get('message')}")
         self._check_nodes(context, settings)
-        return getattr(self, next_method)(context)
+        return getattr(self, next_method or self.after_capacity)(context)
 
     def _check_nodes(self, context: Context, settings: Settings) -> None:
         from continuous_learning.compute import hyperpod
@@ -200,6 +199,7 @@ class EnsureHyperPodCapacityOperator(_CapacityMixin):
 
     template_fields: Sequence[str] = ("required",)
     ui_color = "#ffe8cc"
+    after_capacity = "done"
 
     def __init__(
         self, *, required: int | str | None = None, deferrable: bool | None = None, **kwargs: Any
@@ -251,6 +251,7 @@ class CreateRayClusterOperator(_CapacityMixin):
     """
 
     ui_color = "#fff1d6"
+    after_capacity = "create_cluster"
 
     def __init__(
         self, *, deferrable: bool | None = None, poll_interval: float | None = None, **kwargs: Any

@@ -1,0 +1,76 @@
+"""``continuous_training`` end to end in ``prod`` mode: HyperPod on moto, KubeRay on kmock, jobs on Ray.
+
+Storage is a file:// folder (CL_STORAGE__ROOT) and the trainer uses its CPU engine (tiny settings);
+everything else is the prod configuration: capacity scaled up and released, a RayCluster created,
+waited for and deleted, and each trainer step a RayJob on it, waited for in (inline) triggers.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from continuous_learning import storage
+from continuous_learning.data.synthetic import generate_logs
+
+from tests.conftest import REPO
+from tests.integration.test_pipeline_local import TINY
+from tests.kuberay.conftest import create_hyperpod, group_counts
+
+pytestmark = pytest.mark.integration
+DAY = date(2026, 11, 10)
+
+
+def _states(run: Any) -> dict[str, str]:
+    return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+
+
+def test_continuous_training_in_prod_mode(
+    airflow_db: str, storage_root: str, kube: Any, aws: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    cluster = create_hyperpod(aws, count=0)
+    settings = {
+        **TINY, "CL_ENV": "prod", "CL_TRAINER__ENGINE": "cpu", "CL_TRAINER__THREADS": "1",
+        "CL_TRAINER__LEARNING_RATE": "2e-4", "CL_INGEST__MAX_QUARANTINE_SHARE": "0.5",
+        "CL_DATASET__VALIDATION_SHARE": "0.1", "CL_DATASET__TEST_SHARE": "0.2",
+        "CL_HYPERPOD__CLUSTER_NAME": cluster, "CL_HYPERPOD__POLL_INTERVAL_S": "1",
+        "CL_KUBERAY__WORKER_NODES": "2", "CL_KUBERAY__POLL_INTERVAL_S": "0.5",
+        "CL_COMPUTE__CLUSTER_STARTUP_TIMEOUT_S": "60", "CL_COMPUTE__JOB_TIMEOUT_S": "600",
+    }  # fmt: skip
+    for key, value in settings.items():
+        monkeypatch.setenv(key, value)
+    generate_logs(storage_root, DAY, 1, 160, seed=21)
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    assert bag.import_errors == {}
+
+    ingest = bag.get_dag("interaction_ingest").test(
+        logical_date=datetime(DAY.year, DAY.month, DAY.day, tzinfo=UTC)
+    )
+    assert str(ingest.state) == "success", _states(ingest)
+
+    run_date = datetime(DAY.year, DAY.month, DAY.day, 6, tzinfo=UTC) + timedelta(days=1)
+    run = bag.get_dag("continuous_training").test(logical_date=run_date)
+    states = _states(run)
+    assert str(run.state) == "success", states
+    for task in ("create_ray_cluster", "ensure_base_model", "train_candidate", "evaluate", "gate",
+                 "delete_ray_cluster"):  # fmt: skip
+        assert states[task] == "success", (task, states)
+
+    state = kube.state()
+    assert state["rayclusters"] == [], "a RayCluster outlived the teardown"
+    assert state["rayjobs"] == {}, "RayJobs outlived the teardown"
+    assert state["creates"] == {"rayclusters": 1, "rayjobs": 3}  # bootstrap, train, evaluate: once each
+    assert group_counts(aws, cluster)[1] == 0, "HyperPod capacity was not released"  # scale-down requested
+
+    registry = storage.join(storage_root, "registry")
+    versions = sorted(p.name for p in Path(registry.removeprefix("file://"), "versions").iterdir())
+    assert versions == ["v0.json", "v1.json"]
+    run_dir = next(Path(storage.join(storage_root, "runs").removeprefix("file://")).iterdir())
+    spec = json.loads((run_dir / "specs" / "train.json").read_text())
+    assert spec["resources"]["nnodes"] == 2 and spec["resources"]["n_gpus_per_node"] == 8
+    assert json.loads((run_dir / "train" / "result.json").read_text())["steps"] == 3
