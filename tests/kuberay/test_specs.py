@@ -107,5 +107,5 @@ def test_eks_access_through_the_amazon_provider_token(moto_url: str, aws: Any) -
     client = KubeRayHook(eks_cluster_name=arn, region_name="us-east-1").get_conn()
     endpoint = eks.describe_cluster(name="hyperpod-eks")["cluster"]["endpoint"]
     assert client.configuration.host == endpoint.rstrip("/")
-    token = client.configuration.api_key.get("authorization", "")
+    token = client.configuration.api_key.get("BearerToken", "")
     assert token.startswith("Bearer k8s-aws-v1.")
