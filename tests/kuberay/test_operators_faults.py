@@ -206,3 +206,14 @@ def test_trigger_events_are_plain_json(prod: dict[str, Any]) -> None:
     path, kwargs = trigger.serialize()
     assert path.endswith("RayClusterReadyTrigger") and json.dumps(kwargs)
     assert asyncio.run(first_event(trigger))["status"] == "gone"
+
+
+def test_create_killed_while_waiting_deletes_its_cluster_and_releases_capacity(prod: dict[str, Any]) -> None:
+    prod["kube"].configure(never_ready=True)
+    ctx = context()
+    op = CreateRayClusterOperator(task_id="create_ray_cluster")
+    defer_once(op, ctx)  # scaled up; the task waits (capacity first, then the cluster)
+    assert group_counts(prod["sagemaker"], prod["cluster"])[1] > 0
+    op.on_kill()  # the user kills the task: teardown will not run, since its setup failed
+    assert prod["kube"].state()["rayclusters"] == []
+    assert group_counts(prod["sagemaker"], prod["cluster"])[1] == 0, "capacity was not released"

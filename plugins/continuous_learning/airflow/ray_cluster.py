@@ -266,6 +266,7 @@ class CreateRayClusterOperator(_CapacityMixin):
         if settings.compute.backend == "local_ray":
             return self._start_local(settings)
         if settings.hyperpod.cluster_name:
+            self._in_flight = (None, context, settings)  # a kill now must release the capacity
             self._ensure_capacity(context, settings, settings.kuberay.worker_nodes, "create_cluster")
         return self.create_cluster(context)
 
@@ -312,6 +313,7 @@ class CreateRayClusterOperator(_CapacityMixin):
         if kuberay.crd_directory() is not None:
             kuberay.validate_manifest(manifest)
         client = KubeRayHook(**doc["hook"]).kuberay()
+        self._in_flight = (doc, context, settings)  # what on_kill must clean up
         obj, created = client.create_or_get(kuberay.RAYCLUSTERS, manifest)
         self.log.info("RayCluster %s/%s %s (%d worker nodes x %d GPUs)", spec.namespace, name,
                       "created" if created else "exists: re-attached", spec.nnodes, spec.n_gpus_per_node)  # fmt: skip
@@ -363,8 +365,27 @@ class CreateRayClusterOperator(_CapacityMixin):
         raise AirflowException(f"RayCluster {name} {status}: {(event or {}).get('message')}; cleaned up")
 
     def on_kill(self) -> None:
-        # Best effort: the teardown task (or the next run's create) finds leftovers by their labels.
-        self.log.info("create_ray_cluster killed: the teardown task deletes what was created")
+        """Killed while creating: the teardown task will not run (its setup failed), so clean up here."""
+        in_flight = getattr(self, "_in_flight", None)
+        if in_flight is None:
+            self.log.info("create_ray_cluster killed before creating anything")
+            return
+        from continuous_learning.airflow.hooks import KubeRayHook
+        from continuous_learning.compute import kuberay
+
+        doc, context, settings = in_flight
+        name = doc["name"] if doc else None
+        try:
+            if doc is not None:
+                KubeRayHook(**doc["hook"]).kuberay().delete(kuberay.RAYCLUSTERS, doc["namespace"], name)
+            self._release_after_failure(context, settings)
+            self.log.info(
+                "create_ray_cluster killed: deleted RayCluster %s, released capacity", name or "(none yet)"
+            )
+        except Exception:  # on_kill must not raise; the next run's create re-attaches by labels
+            self.log.exception(
+                "cleanup after kill failed; check RayCluster %s and the instance group by hand", name
+            )
 
 
 class DeleteRayClusterOperator(BaseOperator):
