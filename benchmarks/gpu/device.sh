@@ -8,7 +8,7 @@ REPO=$(pwd)
 B=${BENCH_ROOT:-/tmp/bench}
 L=$B/logs
 RUN=h200-grpo
-KILL_AFTER=${KILL_AFTER:-7}
+KILL_AFTER=${KILL_AFTER:-5}
 mkdir -p "$L"
 exec >"$L/device.log" 2>&1
 export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
@@ -27,6 +27,7 @@ ray_down() { python3 -m ray.scripts.scripts stop --force >>"$L/ray.log" 2>&1; sl
 stamp "host: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | head -1); $(nproc) cores"
 stamp "extract bundle"
 mkdir -p /tmp/site && tar -xJf .bundle/site.tar.xz -C /tmp/site || { stamp "extract failed"; touch "$B/DONE"; exit 1; }
+for w in .whl/*.whl; do [ -f "$w" ] && python3 -m zipfile -e "$w" /tmp/site; done # late additions to the bundle
 nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader,nounits -lms 1000 >"$L/gpu.csv" &
 rm -rf "$B/ds" && cp -r .bundle/bench/ds "$B/ds"
 python3 - <<'PY' | tee "$L/versions.json"

@@ -14,12 +14,12 @@ from continuous_learning.contracts import DatasetRef, EvalSpec, RunSpec
 #: The batch both variants use: 32 prompts x 4 samples, 256 completion tokens, GRPO with a KL loss.
 HYPER = {
     "learning_rate": 1e-6,
-    "max_steps": 20,
+    "max_steps": 12,
     "samples_per_prompt": 4,
     "prompts_per_step": 32,
     "max_completion_tokens": 256,
     "kl_coef": 0.001,
-    "checkpoint_every": 5,
+    "checkpoint_every": 3,
     "seed": 0,
 }
 

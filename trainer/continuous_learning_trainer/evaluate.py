@@ -70,6 +70,7 @@ SGLANG_ENGINE_ARGS: dict[str, Any] = {
     "mem_fraction_static": 0.8,
     "attention_backend": "triton",
     "sampling_backend": "pytorch",
+    "grammar_backend": "none",  # no constrained decoding here; xgrammar is not in the rollout bundle
     "log_level": "error",
 }
 

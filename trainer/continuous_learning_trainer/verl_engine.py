@@ -214,6 +214,8 @@ def build_overrides(
         ("actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu", opts.micro_batch_size_per_gpu),
         ("+actor_rollout_ref.rollout.engine_kwargs.sglang.attention_backend", opts.sglang_attention_backend),
         ("+actor_rollout_ref.rollout.engine_kwargs.sglang.sampling_backend", opts.sglang_sampling_backend),
+        # no constrained decoding in rollouts: SGLang would import xgrammar otherwise (H200 run)
+        ("+actor_rollout_ref.rollout.engine_kwargs.sglang.grammar_backend", "none"),
         # reward: the project's reward module, weighted by the spec
         ("reward.custom_reward_function.path", REWARD_MODULE),
         ("reward.custom_reward_function.name", REWARD_FUNCTION),
