@@ -252,6 +252,8 @@ class CreateRayClusterOperator(_CapacityMixin):
 
     ui_color = "#fff1d6"
     after_capacity = "create_cluster"
+    # (cluster document or None, context, settings) while creating: what on_kill must clean up
+    _in_flight: tuple[dict[str, Any] | None, Context, Settings] | None = None
 
     def __init__(
         self, *, deferrable: bool | None = None, poll_interval: float | None = None, **kwargs: Any
@@ -366,7 +368,7 @@ class CreateRayClusterOperator(_CapacityMixin):
 
     def on_kill(self) -> None:
         """Killed while creating: the teardown task will not run (its setup failed), so clean up here."""
-        in_flight = getattr(self, "_in_flight", None)
+        in_flight = self._in_flight
         if in_flight is None:
             self.log.info("create_ray_cluster killed before creating anything")
             return
@@ -377,7 +379,9 @@ class CreateRayClusterOperator(_CapacityMixin):
         name = doc["name"] if doc else None
         try:
             if doc is not None:
-                KubeRayHook(**doc["hook"]).kuberay().delete(kuberay.RAYCLUSTERS, doc["namespace"], name)
+                KubeRayHook(**doc["hook"]).kuberay().delete(
+                    kuberay.RAYCLUSTERS, doc["namespace"], doc["name"]
+                )
             self._release_after_failure(context, settings)
             self.log.info(
                 "create_ray_cluster killed: deleted RayCluster %s, released capacity", name or "(none yet)"
