@@ -51,7 +51,8 @@ class AnnounceRewardPartitionsOperator(BaseOperator):
     """
 
     def execute(self, context: Context) -> None:
-        if str(context["dag_run"].run_type) in ("backfill", "DagRunType.BACKFILL_JOB"):
+        run_type = context["dag_run"].run_type
+        if "backfill" in str(getattr(run_type, "value", run_type)).lower():
             raise AirflowSkipException(
                 "backfill run: not announcing, so the backfill starts no training per day; "
                 "continuous_training picks the rewritten days up at its next run"
