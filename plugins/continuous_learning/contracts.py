@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from continuous_learning import storage
@@ -120,6 +120,33 @@ class TrainResult(_Document):
     started_at: datetime
     finished_at: datetime
     error: str | None = None
+
+    @classmethod
+    def succeeded(
+        cls,
+        spec: RunSpec,
+        *,
+        model_uri: str,
+        steps: int,
+        metrics: dict[str, float],
+        history: list[dict[str, float]],
+        versions: dict[str, str],
+        started_at: datetime,
+    ) -> TrainResult:
+        """The result both engines write for a finished run of ``spec``."""
+        return cls(
+            run_id=spec.run_id,
+            status="succeeded",
+            model_uri=model_uri,
+            base_model_version=spec.base_model_version,
+            dataset_id=spec.dataset.dataset_id,
+            steps=steps,
+            metrics=metrics,
+            history=history,
+            versions=versions,
+            started_at=started_at,
+            finished_at=datetime.now(UTC),
+        )
 
 
 class BootstrapSpec(_Document):

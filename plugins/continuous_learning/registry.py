@@ -11,7 +11,6 @@ Creating a version or an alias revision uses a conditional write (``put_if_absen
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -197,7 +196,3 @@ class ModelRegistry:
 def _version_number(version: str) -> int:
     match = re.fullmatch(r"v(\d+)", version)
     return int(match.group(1)) if match else -1
-
-
-def lineage_document(**parts: Any) -> dict[str, Any]:
-    return json.loads(json.dumps(parts, default=str))

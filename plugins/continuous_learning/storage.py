@@ -263,10 +263,6 @@ def list_objects(prefix: str) -> list[ObjectInfo]:
     return store_for(prefix).list(prefix)
 
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def upload_dir(path: Path, uri: str) -> list[str]:
     store = store_for(uri)
     uploaded = []

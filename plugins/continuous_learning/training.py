@@ -5,6 +5,7 @@ These functions are what the Airflow operators call; they hold no Airflow state.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from dataclasses import dataclass
@@ -150,8 +151,6 @@ def write_eval_spec(settings: Settings, dataset: DatasetRef, models: dict[str, s
 
 def job_environment(settings: Settings) -> dict[str, Any]:
     """Environment for trainer jobs: the settings env and storage endpoint travel with the job."""
-    import os
-
     env = {"CL_ENV": settings.env, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
     if os.environ.get("CL_S3_ENDPOINT_URL"):
         env["CL_S3_ENDPOINT_URL"] = os.environ["CL_S3_ENDPOINT_URL"]

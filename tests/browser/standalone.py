@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.servers import free_port
+from tests.servers import free_port, stop_process_group
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -58,19 +57,6 @@ class Standalone:
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """TERM the standalone's own process group, then KILL whatever is left of it."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    with suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=20)
-    with suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=10)
 
 
 @contextmanager
@@ -129,4 +115,4 @@ def airflow_standalone(
                 time.sleep(1)
         yield server
     finally:
-        _stop(proc)
+        stop_process_group(proc, grace_s=20)

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -24,39 +21,10 @@ import pytest
 from continuous_learning.compute.local_ray import LocalRayHead, start_local_head, stop_local_head
 
 from tests.conftest import REPO
+from tests.servers import free_port, stop_process_group, wait_http
 
 HERE = Path(__file__).parent
 NAMESPACE = "continuous-learning"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer within {timeout_s} s")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """TERM, then KILL, this process's own group (it was started in a new session)."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
 
 
 def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
@@ -113,10 +81,10 @@ def kube_server(ray_head: LocalRayHead, tmp_path_factory: pytest.TempPathFactory
         [str(HERE / "emulator.py"), "--port", str(port), "--ray-address", ray_head.dashboard_url], log
     )
     try:
-        _wait_http(f"http://127.0.0.1:{port}/emulator/state", proc)
+        wait_http(f"http://127.0.0.1:{port}/emulator/state", proc)
         yield KubeEmulator(f"http://127.0.0.1:{port}")
     finally:
-        _stop(proc)
+        stop_process_group(proc)
         print(log.read_text()[-3000:])
 
 
@@ -142,10 +110,10 @@ def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("moto") / "moto.log"
     proc = _spawn([str(HERE / "moto_hyperpod.py"), "-H", "127.0.0.1", "-p", str(port)], log)
     try:
-        _wait_http(f"http://127.0.0.1:{port}/moto-api/", proc)
+        wait_http(f"http://127.0.0.1:{port}/moto-api/", proc)
         yield f"http://127.0.0.1:{port}"
     finally:
-        _stop(proc)
+        stop_process_group(proc)
 
 
 @pytest.fixture

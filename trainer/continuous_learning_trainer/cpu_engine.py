@@ -213,18 +213,14 @@ def train(spec: RunSpec) -> TrainResult:
         "loss_last": history[-1].get("loss", 0.0) if history else 0.0,
         "train_rows": float(len(rows)),
     }
-    result = TrainResult(
-        run_id=spec.run_id,
-        status="succeeded",
+    result = TrainResult.succeeded(
+        spec,
         model_uri=model_uri,
-        base_model_version=spec.base_model_version,
-        dataset_id=spec.dataset.dataset_id,
         steps=int(trainer.state.global_step),
         metrics=metrics,
         history=history,
         versions=_versions(),
         started_at=started,
-        finished_at=datetime.now(UTC),
     )
     result.write(storage.join(spec.output_uri, "result.json"))
     return result

@@ -599,18 +599,14 @@ def _train(spec: RunSpec, layout: Layout, runner: CommandRunner, started: dateti
     storage.store_for(model_uri).delete_prefix(model_uri + "/")
     storage.upload_dir(layout.merged, model_uri)
     history = read_history(layout.metrics, layout.earlier_metrics)
-    result = TrainResult(
-        run_id=spec.run_id,
-        status="succeeded",
+    result = TrainResult.succeeded(
+        spec,
         model_uri=model_uri,
-        base_model_version=spec.base_model_version,
-        dataset_id=spec.dataset.dataset_id,
         steps=step,
         metrics={**summarise(history, train_rows), **model_metrics},
         history=history,
         versions=versions(),
         started_at=started,
-        finished_at=datetime.now(UTC),
     )
     result.write(storage.join(spec.output_uri, "result.json"))
     return result
