@@ -138,6 +138,9 @@ class KubeRaySettings(_Section):
     service_account: str | None = "ray-training"
     worker_nodes: int = Field(1, ge=1, le=16)
     gpus_per_node: int = Field(8, ge=0, le=16)
+    gpu_class: str | None = Field(
+        None, description="GPU of the worker nodes (h100, h200, ...): selects the trainer's tuned profile"
+    )
     efa_per_node: int = Field(0, ge=0, le=32)
     worker_cpu: str = "180"
     worker_memory: str = "1800Gi"
@@ -157,6 +160,20 @@ class RegistrySettings(_Section):
     sagemaker_model_package_group: str | None = None
 
 
+class PromotionSettings(_Section):
+    """An optional human approval between the gate and the move of ``production``.
+
+    Off by default: the schedule and the local demo run unattended. With ``require_approval``, a
+    candidate the gate would promote waits (task ``approve_promotion``) for a person to approve or
+    reject it, at most ``approval_timeout_hours``; no answer in time means no promotion.
+    """
+
+    require_approval: bool = Field(False, description="a person approves each promotion")
+    approval_timeout_hours: float = Field(
+        24.0, gt=0.0, le=168.0, description="hours to wait for an answer; then the candidate is not promoted"
+    )
+
+
 class AlertSettings(_Section):
     """Notifications on failures and gate rejections, through the Amazon provider's SNS notifier.
 
@@ -170,6 +187,7 @@ class AlertSettings(_Section):
     region_name: str | None = None
     on_failure: bool = Field(True, description="notify when a task fails (after its retries)")
     on_gate_rejection: bool = Field(True, description="notify when the gate rejects a candidate")
+    on_approval_request: bool = Field(True, description="notify when a promotion waits for approval")
     subject_prefix: str = Field("[continuous-learning]", max_length=40)
 
 
@@ -205,6 +223,7 @@ class Settings(BaseSettings):
     trainer: TrainerSettings
     evaluation: EvaluationSettings
     registry: RegistrySettings = RegistrySettings()
+    promotion: PromotionSettings = PromotionSettings()
     hyperpod: HyperPodSettings = HyperPodSettings()
     kuberay: KubeRaySettings = KubeRaySettings()
     alerts: AlertSettings = AlertSettings()

@@ -68,6 +68,9 @@ class Resources(BaseModel):
     nnodes: int = Field(1, ge=1)
     n_gpus_per_node: int = Field(0, ge=0)
     cpu_threads: int = Field(2, ge=1)
+    gpu_class: str | None = Field(
+        None, description="accelerator of the trainer nodes (e.g. 'h200'); picks the VeRL performance profile"
+    )
 
 
 class VerlOptions(BaseModel):
@@ -78,7 +81,17 @@ class VerlOptions(BaseModel):
     rollout_tensor_parallel_size: int = Field(1, ge=1)
     rollout_gpu_memory_utilization: float = Field(0.5, gt=0, le=0.95)
     max_prompt_length: int = Field(1024, ge=16)
-    micro_batch_size_per_gpu: int = Field(4, ge=1)
+    micro_batch_size_per_gpu: int = Field(4, ge=1, description="samples per micro-batch without a profile")
+    profile: Literal["auto", "verl-defaults", "hopper"] = Field(
+        "auto",
+        description="performance settings: 'auto' = the profile tuned for resources.gpu_class "
+        "(h100/h200: 'hopper'), else VeRL's defaults",
+    )
+    max_tokens_per_gpu: int | None = Field(
+        None,
+        ge=256,
+        description="token budget of one actor micro-batch under a profile (default: the profile's)",
+    )
     attn_implementation: Literal["sdpa", "flash_attention_2", "eager"] = "sdpa"
     sglang_attention_backend: str = "triton"
     sglang_sampling_backend: str = "pytorch"

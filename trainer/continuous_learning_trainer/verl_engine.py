@@ -55,6 +55,18 @@ WORKER_ENV = {"NCCL_NVLS_ENABLE": "0"}
 
 CommandRunner = Callable[[Sequence[str], Mapping[str, str]], None]
 
+#: Accelerator classes whose tuned profile is known (``resources.gpu_class``, lower case).
+GPU_CLASS_PROFILES = {"h100": "hopper", "h200": "hopper", "h800": "hopper", "gh200": "hopper"}
+#: The Hopper profile, measured on one H200 (benchmarks/gpu/RESULTS.md): with VeRL's defaults the step
+#: is bound by per-micro-batch overhead (4 samples each, GPU busy 13% of a step); token-budgeted
+#: micro-batches over unpadded sequences do the same work in a few large launches.
+HOPPER_ACTOR_TOKENS_PER_GPU = 32768
+#: Forward-only passes (old and reference log-probs) keep no activations: twice the actor's budget.
+HOPPER_FORWARD_FACTOR = 2
+#: Below this size a policy's activations for one micro-batch fit beside its weights and optimiser
+#: state on an 80-141 GB card, so recomputation (gradient checkpointing) only costs time.
+SMALL_MODEL_PARAMETERS = 1_500_000_000
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -148,7 +160,14 @@ def validate_for_verl(spec: RunSpec, train_rows: int | None = None) -> None:
             f"prompts_per_step x samples_per_prompt = {samples} must be a multiple of the GPU count {world} "
             "(VeRL splits each mini-batch evenly across data-parallel ranks)"
         )
-    if (samples // world) % opts.micro_batch_size_per_gpu:
+    dynamic = profile_for(spec) != "verl-defaults"
+    longest = opts.max_prompt_length + hp.max_completion_tokens
+    if dynamic and opts.max_tokens_per_gpu is not None and opts.max_tokens_per_gpu < longest:
+        raise ValueError(
+            f"verl.max_tokens_per_gpu={opts.max_tokens_per_gpu} cannot hold one sequence of "
+            f"verl.max_prompt_length + max_completion_tokens = {longest} tokens"
+        )
+    if not dynamic and (samples // world) % opts.micro_batch_size_per_gpu:
         raise ValueError(
             f"samples per GPU per step ({samples // world}) must be a multiple of "
             f"verl.micro_batch_size_per_gpu={opts.micro_batch_size_per_gpu}"
@@ -157,6 +176,52 @@ def validate_for_verl(spec: RunSpec, train_rows: int | None = None) -> None:
         raise ValueError(
             f"the train split has {train_rows} rows, fewer than prompts_per_step={hp.prompts_per_step}"
         )
+
+
+def profile_for(spec: RunSpec) -> str:
+    """The performance profile the run uses: explicit, or the one tuned for ``resources.gpu_class``."""
+    if spec.verl.profile != "auto":
+        return spec.verl.profile
+    return GPU_CLASS_PROFILES.get((spec.resources.gpu_class or "").lower(), "verl-defaults")
+
+
+def model_parameters(config: Mapping[str, Any]) -> int | None:
+    """Parameter count of a decoder-only transformer from its Hugging Face ``config.json`` (an estimate:
+    embeddings, attention with grouped KV heads, gated MLP; norms and biases ignored)."""
+    try:
+        hidden, layers = int(config["hidden_size"]), int(config["num_hidden_layers"])
+        vocab, mlp = int(config["vocab_size"]), int(config["intermediate_size"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    heads = int(config.get("num_attention_heads") or 1)
+    kv_dim = hidden * int(config.get("num_key_value_heads") or heads) // heads
+    attention = 2 * hidden * hidden + 2 * hidden * kv_dim
+    embeddings = vocab * hidden * (1 if config.get("tie_word_embeddings") else 2)
+    return embeddings + layers * (attention + 3 * hidden * mlp)
+
+
+def profile_overrides(spec: RunSpec, parameters: int | None) -> list[tuple[str, Any]]:
+    """Hydra items of the run's performance profile (empty for VeRL's defaults)."""
+    if profile_for(spec) != "hopper":
+        return []
+    actor = spec.verl.max_tokens_per_gpu or HOPPER_ACTOR_TOKENS_PER_GPU
+    forward = actor * HOPPER_FORWARD_FACTOR
+    items: list[tuple[str, Any]] = [
+        ("actor_rollout_ref.actor.use_dynamic_bsz", True),
+        ("actor_rollout_ref.actor.ppo_max_token_len_per_gpu", actor),
+        ("actor_rollout_ref.ref.log_prob_use_dynamic_bsz", True),
+        ("actor_rollout_ref.ref.log_prob_max_token_len_per_gpu", forward),
+        ("actor_rollout_ref.rollout.log_prob_use_dynamic_bsz", True),
+        ("actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu", forward),
+    ]
+    if parameters is not None and parameters < SMALL_MODEL_PARAMETERS:
+        items.append(("actor_rollout_ref.model.enable_gradient_checkpointing", False))
+    if spec.algorithm == "ppo":
+        items += [
+            ("critic.use_dynamic_bsz", True),
+            ("critic.ppo_max_token_len_per_gpu", forward),
+        ]
+    return items
 
 
 def total_epochs(spec: RunSpec, train_rows: int | None) -> int:
@@ -168,7 +233,12 @@ def total_epochs(spec: RunSpec, train_rows: int | None) -> int:
 
 
 def build_overrides(
-    spec: RunSpec, layout: Layout, *, has_tools: bool = False, train_rows: int | None = None
+    spec: RunSpec,
+    layout: Layout,
+    *,
+    has_tools: bool = False,
+    train_rows: int | None = None,
+    parameters: int | None = None,
 ) -> list[str]:
     """The Hydra overrides for ``verl.trainer.main_ppo`` (config ``ppo_trainer``), from the spec alone.
 
@@ -264,6 +334,7 @@ def build_overrides(
             ("actor_rollout_ref.rollout.multi_turn.format", "hermes"),
             ("actor_rollout_ref.rollout.agent.default_agent_loop", "tool_agent"),
         ]
+    items += profile_overrides(spec, parameters)
     return [f"{key}={hydra_value(value)}" for key, value in items] + list(opts.extra_overrides)
 
 
@@ -582,7 +653,16 @@ def _train(spec: RunSpec, layout: Layout, runner: CommandRunner, started: dateti
     if spec.resume:
         restore_checkpoint(checkpoints_uri, layout.checkpoints)
     write_upload_manifest(layout.checkpoints, checkpoints_uri, spec.verl.max_checkpoints_to_keep)
-    overrides = build_overrides(spec, layout, has_tools=bool(tools), train_rows=train_rows)
+    parameters = model_parameters(json.loads((layout.base_model / "config.json").read_text()))
+    log.info(
+        "performance profile %s (gpu class %s, base model ~%s parameters)",
+        profile_for(spec),
+        spec.resources.gpu_class or "unknown",
+        f"{parameters:,}" if parameters else "?",
+    )
+    overrides = build_overrides(
+        spec, layout, has_tools=bool(tools), train_rows=train_rows, parameters=parameters
+    )
     env = {**os.environ, **WORKER_ENV, "VERL_FILE_LOGGER_PATH": str(layout.metrics), "PYTHONUNBUFFERED": "1"}
     env.setdefault("RAY_ADDRESS", "auto")  # the cluster this job runs in; never start a new one
     keep_earlier_metrics(layout)

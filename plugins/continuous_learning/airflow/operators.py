@@ -187,11 +187,13 @@ class _RayJobOperator(ResumableJobMixin, BaseOperator):
         )
 
     def _scale_resources(self, spec_uri: str) -> None:
-        """Trainer nodes and GPUs per node come from the cluster spec, not from the trainer settings."""
+        """Trainer nodes, GPUs per node and GPU class come from the cluster spec, not the trainer settings."""
         document = storage.read_json(spec_uri)
         if "resources" in document and "nnodes" in self.cluster:
             document["resources"].update(
-                nnodes=int(self.cluster["nnodes"]), n_gpus_per_node=int(self.cluster["n_gpus_per_node"])
+                nnodes=int(self.cluster["nnodes"]),
+                n_gpus_per_node=int(self.cluster["n_gpus_per_node"]),
+                gpu_class=self.cluster.get("gpu_class"),
             )
             storage.write_json(spec_uri, document)
 

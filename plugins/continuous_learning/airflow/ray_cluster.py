@@ -295,6 +295,7 @@ class CreateRayClusterOperator(_CapacityMixin):
             "capacity": plan,
             "nnodes": k.worker_nodes,
             "n_gpus_per_node": k.gpus_per_node,
+            "gpu_class": k.gpu_class,
         }
 
     def create_cluster(self, context: Context) -> dict[str, Any]:
