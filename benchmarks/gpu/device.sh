@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # The whole GPU benchmark on the air-gapped host, from the repository root (started with setsid by the
 # device call; poll.sh waits for it and brings the logs back). Needs .bundle/site.tar.xz (bundle) and
-# .bundle/bench (prepare.py) carried along. Stages: bundle -> model -> run A (VeRL defaults, killed after
-# a checkpoint) -> run B (resume, tuned, to max_steps, merge, validate) -> SGLang evaluation.
+# .bundle/bench (prepare.py) carried along. Stages: bundle -> model (random init + short SFT warm start)
+# -> run A (VeRL defaults, killed after a checkpoint) -> run B (resume with the trainer's H200 profile, to
+# max_steps, merge, validate; VeRL defaults again if the profile fails before its first step) -> SGLang
+# evaluation of the trained model against the warm-started base.
 set -u
 REPO=$(pwd)
 B=${BENCH_ROOT:-/tmp/bench}
 L=$B/logs
 RUN=h200-grpo
-KILL_AFTER=${KILL_AFTER:-5}
+KILL_AFTER=${KILL_AFTER:-4}
+SFT_STEPS=${SFT_STEPS:-150}
 mkdir -p "$L"
 exec >"$L/device.log" 2>&1
 export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
@@ -35,20 +38,36 @@ import importlib.metadata as m, json, platform
 print(json.dumps({d: m.version(d) for d in ("torch", "transformers", "tokenizers", "verl", "sglang", "sglang-kernel",
       "flashinfer-python", "ray", "triton")} | {"python": platform.python_version()}))
 PY
-stamp "build model"
-python3 benchmarks/gpu/make_model.py --tokenizer .bundle/bench/tokenizer --out "$B/models/base" | tee "$L/model.json"
+# one stamp per logged step, so GPU utilisation can be read per step window (summarize.py)
+watch_steps() {
+  local seen=0 n
+  while [ ! -f "$B/DONE" ]; do
+    n=$({ wc -l <"$M"; } 2>/dev/null || echo 0)
+    if [ "$n" -lt "$seen" ]; then seen=0; fi # a new run truncated the file
+    while [ "$seen" -lt "$n" ]; do seen=$((seen + 1)); stamp "metrics line $seen"; done
+    sleep 1
+  done
+}
+M=$B/work/$RUN/metrics.jsonl
+
+stamp "build model (SFT warm start: $SFT_STEPS steps)"
+python3 benchmarks/gpu/make_model.py --tokenizer .bundle/bench/tokenizer --out "$B/models/base" \
+  --sft-data "$B/ds/train.parquet" --sft-steps "$SFT_STEPS" >"$L/make_model.log" 2>&1 ||
+  { stamp "warm start failed: random init"; python3 benchmarks/gpu/make_model.py --tokenizer .bundle/bench/tokenizer \
+      --out "$B/models/base" >>"$L/make_model.log" 2>&1; }
+tail -1 "$L/make_model.log" | tee "$L/model.json"
 python3 benchmarks/gpu/specs.py --root "$B" --variant default --run-id $RUN
 python3 benchmarks/gpu/specs.py --root "$B" --variant tuned --run-id $RUN
 cp "$B"/spec-*.json "$B"/eval-*.json "$L/"
 ray_up
-M=$B/work/$RUN/metrics.jsonl
+watch_steps &
 
 stamp "run A (defaults): kill after step $KILL_AFTER"
 setsid python3 -m continuous_learning_trainer train --spec "file://$B/spec-$RUN-default.json" >"$L/runA.log" 2>&1 &
 PA=$!
 n=0
 while kill -0 $PA 2>/dev/null; do
-  n=$(wc -l <"$M" 2>/dev/null || echo 0)
+  n=$({ wc -l <"$M"; } 2>/dev/null || echo 0)
   [ "$n" -ge "$KILL_AFTER" ] && break
   sleep 2
 done
@@ -57,9 +76,18 @@ kill -TERM -- -$PA 2>/dev/null; sleep 5; kill -KILL -- -$PA 2>/dev/null
 cp "$M" "$L/metrics_A.jsonl" 2>/dev/null
 ray_down; ray_up
 
-stamp "run B (tuned, resume_mode=auto)"
-timeout 1200 python3 -m continuous_learning_trainer train --spec "file://$B/spec-$RUN-tuned.json" >"$L/runB.log" 2>&1
-stamp "run B exit $?"
+stamp "run B (tuned: the trainer's H200 profile, resume_mode=auto)"
+timeout 1500 python3 -m continuous_learning_trainer train --spec "file://$B/spec-$RUN-tuned.json" >"$L/runB.log" 2>&1
+rc=$?
+stamp "run B exit $rc"
+grep -m3 -E "performance profile|Load from checkpoint|[Rr]esum" "$L/runB.log" | cut -c1-300
+if [ $rc -ne 0 ] && [ "$({ wc -l <"$M"; } 2>/dev/null || echo 0)" -eq 0 ]; then
+  stamp "run B failed before its first step: resume with VeRL defaults instead (run C)"
+  tail -30 "$L/runB.log" >"$L/runB.error.log"
+  ray_down; ray_up
+  timeout 1500 python3 -m continuous_learning_trainer train --spec "file://$B/spec-$RUN-default.json" >"$L/runC.log" 2>&1
+  stamp "run C exit $?"
+fi
 cp "$M" "$L/metrics_B.jsonl" 2>/dev/null
 cp "$B/out/$RUN/result.json" "$L/train_result.json" 2>/dev/null
 ls -la "$B/out/$RUN/model" >"$L/model_files.txt" 2>&1

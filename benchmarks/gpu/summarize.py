@@ -50,7 +50,7 @@ def row(m: dict[str, float], params: float, samples: int) -> dict[str, float]:
         "rollout_tok_s": resp / t("gen") if t("gen") else 0.0,
         "train_tok_s": tokens / t("update_actor") if t("update_actor") else 0.0,
         "e2e_tok_s": tokens / step,
-        "peak_mem_gb": m.get("perf/max_memory_reserved_gb", m.get("perf/max_memory_allocated_gb", 0.0)),
+        "peak_mem_gb": m.get("actor/perf/max_memory_reserved_gb", m.get("perf/max_memory_reserved_gb", 0.0)),
         "mfu_pct": 100 * flops / step / PEAK,
         "verl_mfu_pct": 100 * m.get("perf/mfu/actor", 0.0),
         "reward": m.get("critic/score/mean", 0.0),
@@ -82,7 +82,9 @@ def gpu_util(logs: Path) -> str:
     for rec in csv.reader(gpu.open()):
         try:
             ts = datetime.strptime(rec[0].strip(), "%Y/%m/%d %H:%M:%S.%f")
-            samples.append((ts, float(rec[1]), float(rec[2])))
+            # one GPU: timestamp, util, memory; several: timestamp, index, util, memory (one row each)
+            util, mem = (rec[1], rec[2]) if len(rec) == 3 else (rec[2], rec[3])
+            samples.append((ts, float(util), float(mem)))
         except (ValueError, IndexError):
             continue
     stamps = []
@@ -91,7 +93,7 @@ def gpu_util(logs: Path) -> str:
         if m:
             stamps.append((datetime.strptime(m.group(1), "%Y/%m/%d_%H:%M:%S"), m.group(2)))
     out = [
-        "| window | seconds | GPU util mean % | GPU util max % | GPU mem max MiB |",
+        "| window | seconds | GPU util mean % (all GPUs) | GPU util max % | GPU mem max MiB (one GPU) |",
         "|---|---|---|---|---|",
     ]
     for (a, label), (b, _) in itertools.pairwise(stamps):
@@ -110,20 +112,43 @@ def main() -> None:
     ap.add_argument("logs")
     ap.add_argument("--params", type=float, required=True)
     ap.add_argument("--samples", type=int, default=128, help="sequences per step")
+    ap.add_argument(
+        "--compare", nargs=2, metavar=("BASE", "OTHER"), help="e.g. metrics_A.jsonl metrics_B.jsonl"
+    )
+    ap.add_argument("--checkpoint-every", type=int, default=3)
     args = ap.parse_args()
     logs = Path(args.logs)
-    for name in ("metrics_A.jsonl", "metrics_B.jsonl", "metrics_C.jsonl"):
+    steady_by_run: dict[str, list[dict[str, float]]] = {}
+    for name in ("metrics_A.jsonl", "metrics_B.jsonl", "metrics_C.jsonl", "metrics_S.jsonl"):
         path = logs / name
         if not path.exists():
             continue
         rows = [row(m, args.params, args.samples) for m in load(path)]
         print(f"\n### {name}\n\n{table(rows)}\n")
         steady = rows[1:] if len(rows) > 2 else rows
+        steady_by_run[name] = steady
         print(
             "mean over steps after the first: "
             + json.dumps({k: round(v, 3) for k, v in mean(steady).items()})
         )
+    if args.compare:
+        compare(steady_by_run, *args.compare, args.checkpoint_every)
     print("\n" + gpu_util(logs))
+
+
+def compare(runs: dict[str, list[dict[str, float]]], base: str, other: str, every: int) -> None:
+    """End-to-end tokens/s and step time of two runs, over all steady steps and over the steps that
+    saved no checkpoint (a save adds seconds that have nothing to do with the configuration)."""
+    last = max(r["step"] for r in runs[other] + runs[base])
+    plain = lambda rows: [r for r in rows if r["step"] % every and r["step"] != last]  # noqa: E731
+    print(f"\n| steps | {base} e2e tok/s | {other} e2e tok/s | ratio | {base} s/step | {other} s/step |")
+    print("|---|---|---|---|---|---|")
+    for label, pick in (("all after the first", lambda rows: rows), ("without a checkpoint save", plain)):
+        a, b = mean(pick(runs[base])), mean(pick(runs[other]))
+        print(
+            f"| {label} | {a['e2e_tok_s']:.0f} | {b['e2e_tok_s']:.0f} | {b['e2e_tok_s'] / a['e2e_tok_s']:.2f}x "
+            f"| {a['step_s']:.1f} | {b['step_s']:.1f} |"
+        )
 
 
 if __name__ == "__main__":
