@@ -113,7 +113,12 @@ with DAG(
             None,
             type=["null", "string"],
             enum=[None, "grpo", "ppo"],
-            values_display={"grpo": "GRPO (group relative, no critic)", "ppo": "PPO (with critic)"},
+            # The form labels the empty choice with values_display["null"]; without it it reads "null".
+            values_display={
+                "null": "From settings (trainer.algorithm)",
+                "grpo": "GRPO (group relative, no critic)",
+                "ppo": "PPO (with critic)",
+            },
             section="Model and training",
             title="Algorithm",
             description="RL algorithm. Empty: trainer.algorithm (grpo).",

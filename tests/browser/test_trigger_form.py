@@ -184,6 +184,8 @@ def test_dry_run_from_the_trigger_form(
     page.get_by_label("Max steps").fill("5")
     page.get_by_label("Samples per prompt").fill("4")
     page.get_by_label("Learning rate").fill("0.0005")
+    # The empty algorithm choice reads as the settings' default, not "null".
+    page.get_by_text("From settings (trainer.algorithm)").first.wait_for(timeout=10_000)
     page.screenshot(path=str(artifacts / "02-model-and-training.png"))
     _open_section(page, "Run mode")
     page.locator('label[id="switch:element_dry_run"]').click()
