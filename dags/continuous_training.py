@@ -4,7 +4,8 @@ Train a candidate on recent agent experience; promote it **only if it is better*
 
 Runs daily at 06:00 UTC, or as soon as new reward partitions land (`interaction_ingest`,
 `late_feedback_reprocess`). Manual runs: **Trigger** with the form below; sections *Data*, *Model and
-training*, *Run mode* and *Force promotion (guarded)*. Empty fields keep the configured settings.
+training*, *Run mode*, *Promotion approval* and *Force promotion (guarded)*. Empty fields keep the
+configured settings.
 
 | stage | what it does | output (under `storage.root`) |
 |---|---|---|
@@ -15,10 +16,13 @@ training*, *Run mode* and *Force promotion (guarded)*. Empty fields keep the con
 | `train_candidate` | Ray job: GRPO/PPO from the base model; registers the `candidate` | `runs/<run>/train/`; link *Registry entry* |
 | `evaluate` | Ray job: candidate and base generate on held-out prompts, same rewards | `runs/<run>/eval/scores.parquet` |
 | `gate` | paired bootstrap CI, per-agent slices, guardrails; writes the run report | `runs/<run>/gate.json`, report; link *Run report* |
+| `approve_promotion` | only with `promotion.require_approval` (or the Param): a person approves or rejects; skipped otherwise | `runs/<run>/approval.json`; XCom: who, when, comment |
 | `promote` | compare-and-swap of `production`, or a skip that says why | `registry/aliases/production/` |
 | `delete_ray_cluster` | teardown: always runs, whatever failed above | |
 
 **Dry run** stops after the specs (`runs/<run>/specs/`) and skips the rest with the reason.
+**Approval** (off by default): answer in *Required actions* or on the `approve_promotion` task; no answer
+within `approval_timeout_hours` means no promotion.
 Why a run skipped: the skipped task's log, the `RUN NOTE:` line (also XCom `run_note`).
 Handbook: `docs/operations.md`.
 """
@@ -28,6 +32,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param
+from continuous_learning.airflow.approval import PromotionApprovalOperator
 from continuous_learning.airflow.links import RayDashboardLink, RegistryEntryLink
 from continuous_learning.airflow.notifications import on_task_failure
 from continuous_learning.airflow.operators import (
@@ -62,9 +67,16 @@ DOCS = {
     "same rewards. Output: `runs/<run>/eval/` (scores.parquet, result.json).",
     "gate": "Paired bootstrap confidence interval of the reward difference, per-agent slices and guardrails. "
     "Output: `runs/<run>/gate.json` and the HTML run report (link *Run report*).",
-    "promote": "Moves `production` to the candidate by compare-and-swap when the gate said so. A rejection "
-    "skips this task with the reasons (and sends the gate-rejection alert when alerts are on); force_promote "
-    "overrides it with a recorded reason. Output: `registry/aliases/production/rev-*.json`.",
+    "approve_promotion": "Only when approval is required (`promotion.require_approval`, or the run's "
+    "`require_approval` Param) and something would be promoted: asks a person to approve the candidate "
+    "(Human-in-the-loop: *Required actions* in the UI, or the task's page; REST: PATCH "
+    "`.../taskInstances/approve_promotion/-1/hitlDetails`). The request shows candidate vs production and "
+    "the run report. Skipped otherwise, without waiting. No answer within `approval_timeout_hours`: fails, "
+    "nothing promoted. Output: `runs/<run>/approval.json`; XCom: the answer, who, when, comment.",
+    "promote": "Moves `production` to the candidate by compare-and-swap when the gate said so (and, when "
+    "approval is required, a person approved). A rejection by the gate or the approver skips this task with "
+    "the reasons (a gate rejection sends the gate-rejection alert when alerts are on); force_promote "
+    "overrides the gate with a recorded reason. Output: `registry/aliases/production/rev-*.json`.",
     "delete_ray_cluster": "Teardown task: deletes the run's Ray cluster (and returns HyperPod capacity) "
     "whatever failed before. If it failed itself, see docs/operations.md, 'A cluster is left behind'.",
 }
@@ -168,6 +180,30 @@ with DAG(
             title="Skip promotion",
             description="Train and evaluate, but never move the production alias.",
         ),
+        # -- Promotion approval ---------------------------------------------------------------------
+        "require_approval": Param(
+            False,
+            type="boolean",
+            section="Promotion approval",
+            title="Require approval",
+            description=(
+                "On: a person must approve before this run's candidate goes to production (task "
+                "approve_promotion). Off: as configured (promotion.require_approval, default off); a run "
+                "cannot switch off a configured requirement."
+            ),
+        ),
+        "approval_timeout_hours": Param(
+            None,
+            type=["null", "number"],
+            exclusiveMinimum=0,
+            maximum=168,
+            section="Promotion approval",
+            title="Approval timeout (hours)",
+            description=(
+                "How long to wait for an answer (at most 168). No answer in time: the candidate is not "
+                "promoted. Empty: promotion.approval_timeout_hours (24)."
+            ),
+        ),
         # -- Force promotion (guarded) --------------------------------------------------------------
         "force_promote": Param(
             False,
@@ -215,9 +251,14 @@ with DAG(
         task_id="gate", evaluation=evaluation.output, dataset=dataset.output, candidate=candidate.output,
         base=base.output,
     )  # fmt: skip
+    approval = PromotionApprovalOperator(
+        task_id="approve_promotion", decision=gate.output, candidate=candidate.output, base=base.output,
+    )  # fmt: skip
+    # none_failed_min_one_success: promote also runs when approve_promotion skipped itself (approval off,
+    # gate rejection); it checks the gate and the approval again. A failed approval (timeout) stops it.
     promote = PromoteModelOperator(
         task_id="promote", decision=gate.output, candidate=candidate.output, base=base.output,
-        outlets=[PRODUCTION_MODEL],
+        approval=approval.output, trigger_rule="none_failed_min_one_success", outlets=[PRODUCTION_MODEL],
     )  # fmt: skip
     teardown = DeleteRayClusterOperator(task_id="delete_ray_cluster", cluster=cluster.output)
 
@@ -226,7 +267,8 @@ with DAG(
     cluster.operator_extra_links = (RayDashboardLink(),)
     candidate.operator_extra_links = (RegistryEntryLink(),)
     promote.operator_extra_links = (RunReportLink(), RegistryEntryLink())
-    for task in (dataset, cluster, base, candidate, evaluation, gate, promote, teardown):
+    approval.operator_extra_links = (RunReportLink(),)
+    for task in (dataset, cluster, base, candidate, evaluation, gate, approval, promote, teardown):
         task.doc_md = DOCS[task.task_id]
     evaluation >> teardown
     cluster >> teardown.as_teardown(setups=cluster)

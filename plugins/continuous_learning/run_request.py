@@ -27,8 +27,18 @@ NUMERIC_BOUNDS: dict[str, tuple[float, float, bool]] = {
     "learning_rate": (0.0, 1.0, True),
     "max_steps": (1, 100_000, False),
     "samples_per_prompt": (2, 64, False),
+    "approval_timeout_hours": (0.0, 168.0, True),
 }
 INTEGER_PARAMS = {"lookback_days", "max_steps", "samples_per_prompt"}
+
+
+def approval_overrides(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings overrides from the ``require_approval`` Param: it can ask for an approval, never waive one.
+
+    ``true`` requires a person's approval for this run; ``false`` (the default) keeps
+    ``promotion.require_approval`` as configured, so a run cannot switch off a configured requirement.
+    """
+    return {"promotion.require_approval": True} if params.get("require_approval") is True else {}
 
 
 class RequestError(ValueError):
@@ -145,8 +155,13 @@ def check_training_request(
         problems.append(
             Problem("algorithm", f"must be one of {', '.join(ALGORITHMS)} (got {params['algorithm']!r})")
         )
+    if params.get("require_approval") not in (None, True, False):
+        problems.append(
+            Problem("require_approval", f"must be true or false (got {params['require_approval']!r})")
+        )
     problems += _combination_problems(params)
     overrides = {key: params[name] for name, key in param_settings.items() if params.get(name) is not None}
+    overrides.update(approval_overrides(params))
     settings = None
     try:
         settings = load_settings(overrides=overrides)

@@ -12,9 +12,10 @@ from continuous_learning.data.synthetic import generate_logs
 from continuous_learning.registry import ModelRegistry
 
 
-def seed(root: str, day: date, records: int = 120) -> dict[str, int]:
+def seed(root: str, day: date, records: int = 120, register_production: bool = True) -> dict[str, int]:
     """Generate ``records`` interactions for ``day`` under ``root``, ingest them, build the reward
-    partition, and register a stand-in ``v0`` as production (a dry run never loads it)."""
+    partition, and (``register_production``) register a stand-in ``v0`` as production (a dry run never
+    loads it; a real training run needs the real one, which its first run bootstraps)."""
     settings = load_settings(overrides={"storage.root": root})
     s = settings.storage
     generate_logs(root, day, 1, records, seed=21)
@@ -29,6 +30,8 @@ def seed(root: str, day: date, records: int = 120) -> dict[str, int]:
     partition = build_day_partition(
         s.data_uri, day, settings.dataset.validation_share, settings.dataset.test_share
     )
+    if not register_production:
+        return {"accepted": report.accepted, "prompts": partition.prompts}
     registry = ModelRegistry(s.registry_uri)
     version = registry.register(
         storage.join(root, "models", "v0"), "seed", None, None, lineage={"kind": "seed"}

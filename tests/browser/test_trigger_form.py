@@ -191,6 +191,9 @@ def test_dry_run_from_the_trigger_form(
     page.locator('label[id="switch:element_dry_run"]').click()
     assert page.locator('input[name="element_dry_run"]').is_checked()
     page.screenshot(path=str(artifacts / "03-run-mode-dry-run.png"))
+    _open_section(page, "Promotion approval")
+    assert not page.locator('input[name="element_require_approval"]').is_checked()
+    page.get_by_label("Approval timeout (hours)").wait_for(timeout=10_000)
     page.locator('[data-testid="trigger-dag-submit"]').click()
 
     # The run, through the REST API: created with the values typed in the form.
@@ -217,7 +220,7 @@ def test_dry_run_from_the_trigger_form(
     for task in ("validate_request", "assemble_dataset", "create_ray_cluster", "ensure_base_model",
                  "delete_ray_cluster"):  # fmt: skip
         assert states[task] == "success", (task, states)
-    for task in ("train_candidate", "evaluate", "gate", "promote"):
+    for task in ("train_candidate", "evaluate", "gate", "approve_promotion", "promote"):
         assert states[task] == "skipped", (task, states)
 
     # The skip says why; the effective values reached the specs; the cluster's dashboard is linked.

@@ -76,6 +76,7 @@ def test_one_day_through_both_dags(dags, storage_root: str, monkeypatch: pytest.
     for task in ("assemble_dataset", "create_ray_cluster", "ensure_base_model", "train_candidate", "evaluate",
                  "gate", "delete_ray_cluster"):  # fmt: skip
         assert states[task] == "success", (task, states)
+    assert states["approve_promotion"] == "skipped"  # approval is off by default: nothing waits
     assert states["promote"] in ("success", "skipped")
 
     registry = storage.join(storage_root, "registry")

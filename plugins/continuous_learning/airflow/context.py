@@ -6,6 +6,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from continuous_learning.config import ConfigError, Settings, load_settings
+from continuous_learning.run_request import approval_overrides
 
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -20,12 +21,14 @@ PARAM_SETTINGS = {
     "prompts_per_step": "trainer.prompts_per_step",
     "eval_max_prompts": "evaluation.max_prompts",
     "gate_margin": "evaluation.margin",
+    "approval_timeout_hours": "promotion.approval_timeout_hours",
 }
 
 
 def settings_from_context(context: Any, extra: dict[str, Any] | None = None) -> Settings:
     params = context.get("params") or {}
     overrides = {key: params[name] for name, key in PARAM_SETTINGS.items() if params.get(name) is not None}
+    overrides.update(approval_overrides(params))
     overrides.update(extra or {})
     return load_settings(overrides=overrides)
 

@@ -40,7 +40,8 @@ def _where(context: Any) -> dict[str, str]:
 
 
 def send_alert(kind: str, subject: str, message: str, context: Any = None) -> bool:
-    """Publish one alert if alerts are on and ``kind`` (``failure`` / ``gate_rejection``) is enabled.
+    """Publish one alert if alerts are on and ``kind`` (``failure`` / ``gate_rejection`` /
+    ``approval_request``) is enabled.
 
     Returns whether a notification was sent.
     """
@@ -51,8 +52,10 @@ def send_alert(kind: str, subject: str, message: str, context: Any = None) -> bo
     if not alerts.sns_topic_arn:
         log.warning("alerts.enabled is true but alerts.sns_topic_arn is empty: not sending %r", subject)
         return False
-    if (kind == "failure" and not alerts.on_failure) or (
-        kind == "gate_rejection" and not alerts.on_gate_rejection
+    if (
+        (kind == "failure" and not alerts.on_failure)
+        or (kind == "gate_rejection" and not alerts.on_gate_rejection)
+        or (kind == "approval_request" and not alerts.on_approval_request)
     ):
         log.info("alerts for %s are off: not sending %r", kind, subject)
         return False
@@ -104,6 +107,25 @@ def notify_gate_rejection(context: Any, candidate: str, reasons: str, report_url
         ]
     )
     return send_alert("gate_rejection", f"gate rejected {candidate} ({where['dag_id']})", message, context)
+
+
+def notify_approval_request(
+    context: Any, candidate: str, production: str | None, where_to_answer: str, deadline: str
+) -> bool:
+    """Tell the approvers that a promotion waits for them (not a failure)."""
+    where = _where(context)
+    message = "\n".join(
+        [
+            f"The gate would promote candidate {candidate} (production: {production or 'none'}); "
+            "a person has to approve it first.",
+            f"Run: {where['dag_id']} / {where['run_id']}",
+            f"Answer (Approve / Reject): {where_to_answer}",
+            f"No answer by {deadline}: the candidate is not promoted.",
+        ]
+    )
+    return send_alert(
+        "approval_request", f"approve {candidate} for production? ({where['dag_id']})", message, context
+    )
 
 
 RUN_NOTE_KEY = "run_note"

@@ -97,13 +97,17 @@ class PromoteModelOperator(BaseOperator):
     With ``registry.sagemaker_model_package_group`` set, the version is also registered, approved, in the
     SageMaker Model Registry. Give it ``outlets`` to announce the new production model to deployment DAGs.
 
-    :param decision: the gate's document (templated).
+    With ``promotion.require_approval`` (or the run's ``require_approval`` Param), it promotes only with an
+    approval recorded by the approval task (``approval``); a rejection skips, saying who rejected and why.
+
+    :param decision: the gate's document (templated); None when the gate did not run (nothing is promoted).
     :param candidate: the training task's document (templated).
     :param base: the base-model document (templated): holds the production revision the run started from.
+    :param approval: the approval task's answer (templated); None when it was skipped.
     :param aws_conn_id: the AWS connection for S3 and SageMaker.
     """
 
-    template_fields: Sequence[str] = ("decision", "candidate", "base")
+    template_fields: Sequence[str] = ("decision", "candidate", "base", "approval")
     operator_extra_links = (RunReportLink(),)
 
     def __init__(
@@ -112,6 +116,7 @@ class PromoteModelOperator(BaseOperator):
         decision: Any,
         candidate: Any,
         base: Any,
+        approval: Any = None,
         aws_conn_id: str | None = "aws_default",
         **kwargs: Any,
     ) -> None:
@@ -119,18 +124,23 @@ class PromoteModelOperator(BaseOperator):
         self.decision = decision
         self.candidate = candidate
         self.base = base
+        self.approval = approval
         self.aws_conn_id = aws_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
         params = context.get("params") or {}
-        reasons = "; ".join(self.decision["reasons"])
-        report = (self.decision.get("report") or {}).get("html")
-        if report:
-            context["ti"].xcom_push(key=REPORT_KEY, value=_report_url(report))
         from continuous_learning.airflow.notifications import notify_gate_rejection, record_run_note
 
         if params.get("dry_run"):
             raise AirflowSkipException("DRY RUN: promotion skipped on purpose (dry_run Param)")
+        if not self.decision or not self.candidate:
+            # Runs after a skipped approval task (trigger rule none_failed_min_one_success): make sure the
+            # gate really ran.
+            raise AirflowSkipException("no gate decision (the gate did not run): nothing to promote")
+        reasons = "; ".join(self.decision["reasons"])
+        report = (self.decision.get("report") or {}).get("html")
+        if report:
+            context["ti"].xcom_push(key=REPORT_KEY, value=_report_url(report))
         if params.get("skip_promotion"):
             note = f"promotion skipped by the skip_promotion Param (gate said: {reasons})"
             record_run_note(context, note)
@@ -156,6 +166,18 @@ class PromoteModelOperator(BaseOperator):
             )
             record_run_note(context, f"{self.candidate['version']} force-promoted: {reason}")
         settings = task_settings(context, self.aws_conn_id)
+        from continuous_learning.airflow.approval import approval_gate
+
+        verdict, note = approval_gate(
+            settings.promotion.require_approval, self.approval, self.candidate["version"]
+        )
+        if verdict == "fail":
+            raise AirflowFailException(note)
+        if verdict == "skip":
+            record_run_note(context, note)
+            raise AirflowSkipException(note)
+        if note:
+            reason = f"{reason} | {note}"
         registry = ModelRegistry(settings.storage.registry_uri)
         try:
             moved = registry.promote(

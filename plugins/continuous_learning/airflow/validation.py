@@ -73,10 +73,17 @@ class ValidateRequestOperator(BaseOperator):
                 "learning_rate": t.learning_rate,
                 "max_steps": t.max_steps,
                 "samples_per_prompt": t.samples_per_prompt,
+                "require_approval": settings.promotion.require_approval,
+                "approval_timeout_hours": settings.promotion.approval_timeout_hours,
             }
             if params.get("dry_run"):
                 self.log.info(
                     "DRY RUN: dataset, cluster, base model and specs only; no training, no promotion"
+                )
+            if settings.promotion.require_approval and not params.get("dry_run"):
+                self.log.info(
+                    "APPROVAL REQUIRED: a promotion waits for a person (task approve_promotion), at most %g h",
+                    settings.promotion.approval_timeout_hours,
                 )
             if params.get("force_promote"):
                 self.log.warning(
