@@ -96,6 +96,17 @@ def test_capacity_plans() -> None:
         hyperpod.plan_capacity(_describe(0, 0), "cpu", 1)
 
 
+@pytest.mark.parametrize(
+    ("instance_type", "gpu_class"),
+    [("ml.p5.48xlarge", "h100"), ("ml.p5en.48xlarge", "h200"), ("ml.p4d.24xlarge", "a100"),
+     ("ml.c5.18xlarge", None), ("p5.48xlarge", None), (None, None)],
+)  # fmt: skip
+def test_gpu_class_from_the_instance_type(instance_type: str | None, gpu_class: str | None) -> None:
+    assert hyperpod.gpu_class_of(instance_type) == gpu_class
+    plan = hyperpod.plan_capacity(_describe(0, 0, InstanceType=instance_type), "gpu", 1)
+    assert (plan.instance_type, plan.gpu_class) == (instance_type, gpu_class)
+
+
 def test_eks_access_through_the_amazon_provider_token(moto_url: str, aws: Any) -> None:
     import boto3
     from continuous_learning.airflow.hooks import KubeRayHook

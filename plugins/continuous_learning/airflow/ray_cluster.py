@@ -295,7 +295,8 @@ class CreateRayClusterOperator(_CapacityMixin):
             "capacity": plan,
             "nnodes": k.worker_nodes,
             "n_gpus_per_node": k.gpus_per_node,
-            "gpu_class": k.gpu_class,
+            # configured, else from the HyperPod instance type (the capacity step's describe_cluster)
+            "gpu_class": k.gpu_class or (plan or {}).get("gpu_class"),
         }
 
     def create_cluster(self, context: Context) -> dict[str, Any]:

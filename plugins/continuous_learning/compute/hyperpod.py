@@ -23,6 +23,27 @@ class CapacityError(RuntimeError):
 
 Action = Literal["none", "scale", "wait"]
 
+#: GPU of SageMaker HyperPod instance types (``ml.<family>.<size>``), by family: it selects the trainer's
+#: tuned VeRL profile (``RunSpec.resources.gpu_class``) when ``kuberay.gpu_class`` is not configured.
+GPU_CLASS_BY_FAMILY = {
+    "p4d": "a100",
+    "p4de": "a100",
+    "p5": "h100",
+    "p5e": "h200",
+    "p5en": "h200",
+    "p6-b200": "b200",
+    "p6e-gb200": "gb200",
+    "g5": "a10g",
+    "g6": "l4",
+    "g6e": "l40s",
+}
+
+
+def gpu_class_of(instance_type: str | None) -> str | None:
+    """``ml.p5en.48xlarge`` -> ``h200``; None for unknown or non-GPU types."""
+    parts = (instance_type or "").split(".")
+    return GPU_CLASS_BY_FAMILY.get(parts[1]) if len(parts) == 3 and parts[0] == "ml" else None
+
 
 @dataclass(frozen=True)
 class CapacityPlan:
@@ -39,6 +60,8 @@ class CapacityPlan:
     training_plan_arn: str | None
     autoscaling_managed: bool
     eks_cluster_arn: str | None
+    instance_type: str | None = None
+    gpu_class: str | None = None
 
     @property
     def scaled_up(self) -> bool:
@@ -106,6 +129,8 @@ def plan_capacity(
         training_plan_arn=group.get("TrainingPlanArn"),
         autoscaling_managed=managed,
         eks_cluster_arn=eks_cluster_arn(describe),
+        instance_type=group.get("InstanceType"),
+        gpu_class=gpu_class_of(group.get("InstanceType")),
     )
 
 
