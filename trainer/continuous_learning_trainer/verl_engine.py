@@ -63,9 +63,14 @@ GPU_CLASS_PROFILES = {"h100": "hopper", "h200": "hopper", "h800": "hopper", "gh2
 HOPPER_ACTOR_TOKENS_PER_GPU = 32768
 #: Forward-only passes (old and reference log-probs) keep no activations: twice the actor's budget.
 HOPPER_FORWARD_FACTOR = 2
-#: Below this size a policy's activations for one micro-batch fit beside its weights and optimiser
-#: state on an 80-141 GB card, so recomputation (gradient checkpointing) only costs time.
-SMALL_MODEL_PARAMETERS = 1_500_000_000
+#: Recomputation (gradient checkpointing) is turned off only when one micro-batch's activations fit
+#: beside the sharded weights, gradients and Adam state in this share of the card's memory: measured on
+#: the H200, 0.36B parameters at 32k tokens peaked at 51 GB = ~64 bytes per token x hidden x layer of
+#: activations + 16 bytes per parameter of state.
+GPU_MEMORY_GB = {"h100": 80, "h800": 80, "gh200": 96, "h200": 141}
+ACTIVATION_BYTES = 64  # per token x hidden size x layer, without recomputation
+STATE_BYTES_PER_PARAMETER = 16  # bf16 weights and gradients, fp32 Adam moments, fp32 master copy
+TRAINING_MEMORY_SHARE = 0.6
 
 
 @dataclass(frozen=True)
@@ -200,7 +205,21 @@ def model_parameters(config: Mapping[str, Any]) -> int | None:
     return embeddings + layers * (attention + 3 * hidden * mlp)
 
 
-def profile_overrides(spec: RunSpec, parameters: int | None) -> list[tuple[str, Any]]:
+def recomputation_needed(spec: RunSpec, model_config: Mapping[str, Any] | None, tokens_per_gpu: int) -> bool:
+    """Whether the policy update needs gradient checkpointing to fit (True when unknown)."""
+    memory_gb = GPU_MEMORY_GB.get((spec.resources.gpu_class or "").lower())
+    parameters = model_parameters(model_config or {})
+    if memory_gb is None or parameters is None or model_config is None:
+        return True
+    world = spec.resources.nnodes * spec.resources.n_gpus_per_node
+    depth = int(model_config["hidden_size"]) * int(model_config["num_hidden_layers"])
+    needed = ACTIVATION_BYTES * depth * tokens_per_gpu + STATE_BYTES_PER_PARAMETER * parameters / max(
+        world, 1
+    )
+    return needed > TRAINING_MEMORY_SHARE * memory_gb * 1e9
+
+
+def profile_overrides(spec: RunSpec, model_config: Mapping[str, Any] | None) -> list[tuple[str, Any]]:
     """Hydra items of the run's performance profile (empty for VeRL's defaults)."""
     if profile_for(spec) != "hopper":
         return []
@@ -214,7 +233,7 @@ def profile_overrides(spec: RunSpec, parameters: int | None) -> list[tuple[str, 
         ("actor_rollout_ref.rollout.log_prob_use_dynamic_bsz", True),
         ("actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu", forward),
     ]
-    if parameters is not None and parameters < SMALL_MODEL_PARAMETERS:
+    if not recomputation_needed(spec, model_config, actor):
         items.append(("actor_rollout_ref.model.enable_gradient_checkpointing", False))
     if spec.algorithm == "ppo":
         items += [
@@ -238,7 +257,7 @@ def build_overrides(
     *,
     has_tools: bool = False,
     train_rows: int | None = None,
-    parameters: int | None = None,
+    model_config: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """The Hydra overrides for ``verl.trainer.main_ppo`` (config ``ppo_trainer``), from the spec alone.
 
@@ -334,7 +353,7 @@ def build_overrides(
             ("actor_rollout_ref.rollout.multi_turn.format", "hermes"),
             ("actor_rollout_ref.rollout.agent.default_agent_loop", "tool_agent"),
         ]
-    items += profile_overrides(spec, parameters)
+    items += profile_overrides(spec, model_config)
     return [f"{key}={hydra_value(value)}" for key, value in items] + list(opts.extra_overrides)
 
 
@@ -653,7 +672,8 @@ def _train(spec: RunSpec, layout: Layout, runner: CommandRunner, started: dateti
     if spec.resume:
         restore_checkpoint(checkpoints_uri, layout.checkpoints)
     write_upload_manifest(layout.checkpoints, checkpoints_uri, spec.verl.max_checkpoints_to_keep)
-    parameters = model_parameters(json.loads((layout.base_model / "config.json").read_text()))
+    model_config = json.loads((layout.base_model / "config.json").read_text())
+    parameters = model_parameters(model_config)
     log.info(
         "performance profile %s (gpu class %s, base model ~%s parameters)",
         profile_for(spec),
@@ -661,7 +681,7 @@ def _train(spec: RunSpec, layout: Layout, runner: CommandRunner, started: dateti
         f"{parameters:,}" if parameters else "?",
     )
     overrides = build_overrides(
-        spec, layout, has_tools=bool(tools), train_rows=train_rows, parameters=parameters
+        spec, layout, has_tools=bool(tools), train_rows=train_rows, model_config=model_config
     )
     env = {**os.environ, **WORKER_ENV, "VERL_FILE_LOGGER_PATH": str(layout.metrics), "PYTHONUNBUFFERED": "1"}
     env.setdefault("RAY_ADDRESS", "auto")  # the cluster this job runs in; never start a new one
