@@ -6,61 +6,31 @@
 # max_steps, merge, validate; VeRL defaults again if the profile fails before its first step) -> SGLang
 # evaluation of the trained model against the warm-started base.
 set -u
-REPO=$(pwd)
 B=${BENCH_ROOT:-/tmp/bench}
 L=$B/logs
 RUN=h200-grpo
 KILL_AFTER=${KILL_AFTER:-4}
 SFT_STEPS=${SFT_STEPS:-150}
-mkdir -p "$L"
-exec >"$L/device.log" 2>&1
-export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-export SGLANG_IS_FLASHINFER_AVAILABLE=false HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
-export RAY_USAGE_STATS_ENABLED=0 TOKENIZERS_PARALLELISM=false
-export PYTHONPATH=/tmp/site:$REPO/plugins:$REPO/trainer
-export LD_LIBRARY_PATH=/tmp/site/.libs:${LD_LIBRARY_PATH:-}
-t0=$(date +%s)
-stamp() { echo "[$(date +%Y/%m/%d_%H:%M:%S) +$(($(date +%s) - t0))s] $*"; }
+source benchmarks/gpu/device_common.sh
 ray_up() {
   python3 -m ray.scripts.scripts start --head --num-gpus="$(nvidia-smi -L | wc -l)" --include-dashboard=false \
     --disable-usage-stats >>"$L/ray.log" 2>&1 || { stamp "ray start failed: RAY_ADDRESS=local"; export RAY_ADDRESS=local; }
 }
 ray_down() { python3 -m ray.scripts.scripts stop --force >>"$L/ray.log" 2>&1; sleep 3; }
 
-stamp "host: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | head -1); $(nproc) cores"
-stamp "extract bundle"
-mkdir -p /tmp/site && tar -xJf .bundle/site.tar.xz -C /tmp/site || { stamp "extract failed"; touch "$B/DONE"; exit 1; }
-for w in .whl/*.whl; do [ -f "$w" ] && python3 -m zipfile -e "$w" /tmp/site; done # late additions to the bundle
-nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader,nounits -lms 1000 >"$L/gpu.csv" &
-rm -rf "$B/ds" && cp -r .bundle/bench/ds "$B/ds"
+prepare_host
 python3 - <<'PY' | tee "$L/versions.json"
 import importlib.metadata as m, json, platform
 print(json.dumps({d: m.version(d) for d in ("torch", "transformers", "tokenizers", "verl", "sglang", "sglang-kernel",
       "flashinfer-python", "ray", "triton")} | {"python": platform.python_version()}))
 PY
-# one stamp per logged step, so GPU utilisation can be read per step window (summarize.py)
-watch_steps() {
-  local seen=0 n
-  while [ ! -f "$B/DONE" ]; do
-    n=$({ wc -l <"$M"; } 2>/dev/null || echo 0)
-    if [ "$n" -lt "$seen" ]; then seen=0; fi # a new run truncated the file
-    while [ "$seen" -lt "$n" ]; do seen=$((seen + 1)); stamp "metrics line $seen"; done
-    sleep 1
-  done
-}
 M=$B/work/$RUN/metrics.jsonl
-
-stamp "build model (SFT warm start: $SFT_STEPS steps)"
-python3 benchmarks/gpu/make_model.py --tokenizer .bundle/bench/tokenizer --out "$B/models/base" \
-  --sft-data "$B/ds/train.parquet" --sft-steps "$SFT_STEPS" >"$L/make_model.log" 2>&1 ||
-  { stamp "warm start failed: random init"; python3 benchmarks/gpu/make_model.py --tokenizer .bundle/bench/tokenizer \
-      --out "$B/models/base" >>"$L/make_model.log" 2>&1; }
-tail -1 "$L/make_model.log" | tee "$L/model.json"
+build_model "$SFT_STEPS"
 python3 benchmarks/gpu/specs.py --root "$B" --variant default --run-id $RUN
 python3 benchmarks/gpu/specs.py --root "$B" --variant tuned --run-id $RUN
 cp "$B"/spec-*.json "$B"/eval-*.json "$L/"
 ray_up
-watch_steps &
+watch_steps "$M" &
 
 stamp "run A (defaults): kill after step $KILL_AFTER"
 setsid python3 -m continuous_learning_trainer train --spec "file://$B/spec-$RUN-default.json" >"$L/runA.log" 2>&1 &
