@@ -54,6 +54,13 @@ def test_every_direct_pin_is_locked_at_its_documented_version() -> None:
         assert f"{name}=={version}" in docs or f"{name} {version}" in docs, f"{name} {version} not in docs"
 
 
+def test_undeclared_verl_imports_are_locked() -> None:
+    """VeRL 0.9.1's V1 trainer imports these without declaring them (its `verl-core` extra); the H200
+    run failed on `No module named 'transfer_queue'` before they were pinned."""
+    locked = {name for name, _, _ in lock_entries()}
+    assert {"transferqueue", "cachetools", "nvtx"} <= locked
+
+
 def test_direct_pins_match_requirements_in() -> None:
     pinned = {}
     for line in (IMAGE / "requirements.in").read_text().splitlines():

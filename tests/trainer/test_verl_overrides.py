@@ -81,6 +81,7 @@ def test_every_override_composes_against_verl_config() -> None:
         sglang = "actor_rollout_ref.rollout.engine_kwargs.sglang."
         assert values[sglang + "attention_backend"] == "triton"
         assert values[sglang + "sampling_backend"] == "pytorch"
+        assert values[sglang + "grammar_backend"] == "none"  # the H200 run: no xgrammar in rollouts
         if tools:
             assert values["actor_rollout_ref.rollout.multi_turn.enable"] is True
             assert values["actor_rollout_ref.rollout.agent.default_agent_loop"] == "tool_agent"

@@ -231,5 +231,6 @@ def test_sglang_evaluation_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     )
     result = evaluate.run_evaluation(spec)
     assert created[0]["attention_backend"] == "triton" and created[0]["sampling_backend"] == "pytorch"
+    assert created[0]["grammar_backend"] == "none"  # the H200 run: SGLang imports xgrammar otherwise
     assert created[-1] == {"shutdown": True}
     assert result.prompts == 4 and result.mean_reward["candidate"] == pytest.approx(0.5)
