@@ -138,3 +138,95 @@ def test_pii_is_redacted_in_text_and_tool_arguments(tmp_path: Path) -> None:
     for secret in ("jane.doe@example.com", "7946 0958", "4111 1111 1111 1111", "10.1.2.3"):
         assert secret not in messages
     assert report.redactions == {"CREDIT_CARD": 1, "EMAIL": 1, "IP_ADDRESS": 1, "PHONE": 1}
+
+
+def test_output_bytes_match_the_code_before_the_speed_rewrite(tmp_path: Path) -> None:
+    """Partitions are content-addressed: the same input must give the same bytes. The hashes were
+    recorded with the ingest code of commit 134f7c3; cutting files into pieces must not change them."""
+    import pyarrow
+
+    from benchmarks.ingest.identity import run
+
+    recorded = json.loads((Path(__file__).parents[2] / "benchmarks/ingest/identity.sha256.json").read_text())
+    if recorded["versions"]["pyarrow"] != pyarrow.__version__:
+        pytest.skip(f"hashes recorded with pyarrow {recorded['versions']['pyarrow']}: parquet bytes differ")
+    assert run(tmp_path / "whole") == recorded["files"]
+    assert run(tmp_path / "pieces", chunk_bytes=3000) == recorded["files"]
+
+
+def _lines(records: list[dict]) -> bytes:
+    return "".join(json.dumps(r) + "\n" for r in records).encode()
+
+
+def test_conflicts_across_pieces_and_in_gzip_files_are_quarantined_with_their_text(tmp_path: Path) -> None:
+    good = [_record(i) for i in range(40)]
+    first = dict(good[5], interaction_id="same-id")
+    second = dict(good[6], interaction_id="same-id")
+    _write(
+        tmp_path, "a.jsonl", _lines([first, *good[:20], second, first])
+    )  # the copy of `first` is a duplicate
+    _write(tmp_path, "b.jsonl.gz", gzip.compress(_lines([*good[20:], dict(first, agent="third")])))
+    root = f"file://{tmp_path}"
+    whole = ingest_day(DAY, f"{root}/raw", f"{root}/whole", None)
+    pieces = ingest_day(DAY, f"{root}/raw", f"{root}/pieces", None, chunk_bytes=2000, workers=2, shards=3)
+    ingest_day(DAY, f"{root}/raw", f"{root}/again", None, shards=3)
+    for report in (whole, pieces):
+        assert (report.read, report.accepted, report.duplicates, report.quarantined) == (44, 40, 1, 3)
+        assert report.conflicts == 1
+    rows = {(q["source_uri"].rsplit("/", 1)[1], q["source_line"]): q for q in _quarantine(f"{root}/pieces")}
+    assert set(rows) == {("a.jsonl", 1), ("a.jsonl", 22), ("b.jsonl.gz", 21)}
+    assert json.loads(rows["a.jsonl", 22]["raw"]) == second
+    assert json.loads(rows["b.jsonl.gz", 21]["raw"])["agent"] == "third"
+    assert "a.jsonl:1, " in rows["a.jsonl", 1]["reason"] and "b.jsonl.gz:21" in rows["a.jsonl", 1]["reason"]
+
+    def partition_bytes(out: str, kind: str, name: str) -> bytes:
+        return storage.read_bytes(storage.partition_files(f"{out}/{kind}/dt={DAY}")[name])
+
+    for kind, name in (("curated", "interactions.parquet"), ("quarantine", "records.parquet")):
+        assert partition_bytes(f"{root}/pieces", kind, name) == partition_bytes(f"{root}/again", kind, name)
+
+
+def test_stages_keep_counts_not_rows(tmp_path: Path) -> None:
+    """What a stage hands back to the parent process does not grow with the input: rows go to files."""
+    import pickle
+
+    from continuous_learning.data.ingest import Chunk, stage_chunk
+
+    bad = b"not json\n" * 3000
+    _write(tmp_path, "a.jsonl", bad + _lines([_record(i) for i in range(300)]))
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    stage = stage_chunk(Chunk(f"file://{tmp_path}/raw/dt={DAY}/a.jsonl", 0), 7, str(spill), 1_000_000)
+    assert (stage.read, stage.quarantine.records) == (3300, 3000)
+    assert stage.quarantine.reasons == {"malformed JSON": 3000}
+    assert len(pickle.dumps(stage)) < 1000
+    assert stage.quarantine.file and stage.spill_file
+
+
+def test_spill_files_give_each_shard_its_rows_in_order(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import pyarrow as pa
+    from continuous_learning.data import ingest
+
+    monkeypatch.setattr(ingest, "_SPILL_BUFFER_BYTES", 50)  # many flushes
+    schema = pa.schema([("value", pa.int64())])
+    writer = ingest._SpillWriter(tmp_path / "spill.arrow", schema, shards=5)
+    rows = [(value * 7 % 5, value) for value in range(200)]
+    for row in rows:
+        writer.add(row, 3)
+    path = writer.close()
+    assert path is not None
+    for shard in range(5):
+        table = ingest._read_shard([path, path], shard, 5, schema)
+        expected = [value for s, value in rows if s == shard]
+        assert table.column("value").to_pylist() == expected * 2
+
+
+def test_a_file_that_changes_during_ingest_is_an_error(tmp_path: Path) -> None:
+    from continuous_learning.data.ingest import Chunk, _reread_lines
+
+    _write(tmp_path, "a.jsonl", _lines([_record(1), _record(2)]))
+    chunk = Chunk(f"file://{tmp_path}/raw/dt={DAY}/a.jsonl", 0)
+    with pytest.raises(IngestError, match="changed while it was being ingested"):
+        _reread_lines(chunk, {2: "0" * 64})

@@ -63,3 +63,24 @@ def test_window_dedupes_and_is_reproducible(tmp_path) -> None:
     longer = assemble_window(data, START + timedelta(days=2), 3)
     assert longer.dataset_id != first.dataset_id
     assert [i["present"] for i in longer.manifest["inputs"]] == [True, True, False]
+
+
+def test_a_correction_given_as_text_becomes_a_chat_reference(tmp_path) -> None:
+    import random
+
+    from continuous_learning.data.synthetic import make_interaction
+
+    record, _ = make_interaction(random.Random(3), START, 1)
+    record["feedback"] = [{"timestamp": f"{START}T10:00:00Z", "type": "correction", "content": "Say hello."}]
+    raw = tmp_path / "raw" / f"dt={START}"
+    raw.mkdir(parents=True)
+    (raw / "a.jsonl").write_text(json.dumps(record) + "\n")
+    root = f"file://{tmp_path}"
+    ingest_day(START, f"{root}/raw", f"{root}/data", None)
+    report = build_day_partition(f"{root}/data", START, 0.0, 0.0)
+    assert report.prompts == 1
+    files = storage.partition_files(storage.join(f"{root}/data", "reward", f"dt={START}"))
+    row = pq.read_table(io.BytesIO(storage.read_bytes(files["prompts.parquet"]))).to_pylist()[0]
+    truth = json.loads(row["reward_model"]["ground_truth"])
+    assert (row["ability"], truth["content"], truth["tool_calls"]) == ("chat", "Say hello.", [])
+    assert truth["negatives"] and truth["negatives"][0]["tool_calls"]  # what the agent did instead

@@ -2,14 +2,18 @@
 
 Two stages, each a plain function over files and Arrow batches:
 
-1. :func:`stage_file` streams one raw file line by line, validates each record (schema v1),
-   quarantines what is bad, and spills the good lines into shards by a hash of ``interaction_id``;
-2. :func:`reduce_shard` deduplicates one shard (every copy of an id lands in the same shard), joins
-   feedback, redacts PII and returns curated rows.
+1. :func:`stage_chunk` streams one raw file, or one piece of a large uncompressed file, line by line:
+   it validates each record (schema v1), quarantines what is bad, and turns each good record into its
+   curated fields (PII redacted, JSON encoded) at once, so no record is decoded twice. The rows are
+   spilled, grouped by a hash of ``interaction_id`` into shards, to one Arrow IPC file per piece;
+2. :func:`reduce_shard` deduplicates one shard (every copy of an id lands in the same shard) with Arrow
+   compute, joins late feedback, and writes the shard's curated rows sorted by ``interaction_id``.
 
-Memory is bounded by the shard size, not the day's size. Locally the stages run in a loop; with
-``executor="ray"`` the same functions run as Ray Data maps on a Ray cluster. Every line read is
-accounted for: ``read == accepted + duplicates + quarantined``.
+Memory is bounded by the piece and shard sizes, not the day's size: stages hold a fixed budget of rows
+before writing them out, quarantined and unmatched records go to files, and the parent process keeps
+only counts. Locally the stages run in a loop or in worker processes; with ``executor="ray"`` the same
+functions run as Ray Data maps on a Ray cluster. Every line read is accounted for:
+``read == accepted + duplicates + quarantined``.
 """
 
 from __future__ import annotations
@@ -23,17 +27,20 @@ import math
 import multiprocessing
 import os
 import tempfile
+import time
 import zlib
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any
 
 import msgspec
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 from continuous_learning import storage
@@ -42,6 +49,7 @@ from continuous_learning.data.schema import (
     CURATED_SCHEMA,
     KNOWN_FIELDS,
     QUARANTINE_SCHEMA,
+    InteractionV1,
     RecordError,
     decode_interaction,
     decode_late_feedback,
@@ -52,16 +60,35 @@ log = logging.getLogger(__name__)
 RAW_SUFFIXES = (".jsonl", ".jsonl.gz", ".json.gz", ".ndjson", ".ndjson.gz")
 SHARD_TARGET_BYTES = 96 * 1024 * 1024  # uncompressed input per shard; bounds peak memory
 PARALLEL_MIN_BYTES = 256 * 1024 * 1024
+CHUNK_BYTES = 64 * 1024 * 1024  # large uncompressed local files are staged in pieces of about this size
 _GZIP_RATIO = 6  # planning estimate of compressed -> raw size
 _RAW_KEEP = 65_536  # bytes of an over-size line kept in quarantine
-_SPILL_ROWS = 4096
-_SPILL_SCHEMA = pa.schema(
+_READ_BLOCK = 4 * 1024 * 1024
+_SPILL_BUFFER_BYTES = 24 * 1024 * 1024  # rows a stage holds (all shards together) before writing them out
+# pyarrow's default row-group size: the quarantine file is written in these pieces, as pq.write_table would.
+_QUARANTINE_ROW_GROUP = 1024 * 1024
+
+# One row per valid record, with its curated fields already computed (see ``_curated_fields``).
+_STAGED_SCHEMA = pa.schema(
     [
         ("interaction_id", pa.string()),
-        ("sha", pa.string()),
-        ("file", pa.int32()),
-        ("line", pa.int64()),
-        ("raw", pa.binary()),
+        ("content_sha256", pa.string()),
+        ("chunk", pa.int32()),
+        ("line", pa.int64()),  # within the chunk
+        ("timestamp", pa.timestamp("us", tz="UTC")),
+        ("agent", pa.string()),
+        ("model_version", pa.string()),
+        ("session_id", pa.string()),
+        ("messages_json", pa.string()),
+        ("tools_json", pa.string()),
+        ("outcome_json", pa.string()),
+        ("feedback_json", pa.string()),
+        ("feedback_score", pa.float64()),
+        ("correction_json", pa.string()),
+        ("metadata_json", pa.string()),
+        ("inline_feedback", pa.binary()),  # the inline events (JSON), to join late feedback with
+        ("pii", pa.string()),  # redaction counts of messages and metadata: "KIND=n;KIND=n"
+        ("pii_feedback", pa.string()),  # redaction counts of the inline feedback and its correction
     ]
 )
 _FEEDBACK_SCHEMA = pa.schema(
@@ -74,6 +101,7 @@ _FEEDBACK_SCHEMA = pa.schema(
     ]
 )
 _ENCODER = msgspec.json.Encoder(order="sorted")
+_PLAIN_ENCODER = msgspec.json.Encoder()
 
 
 def _dumps(value: Any) -> str:
@@ -136,6 +164,64 @@ def iter_lines(uri: str) -> Iterator[tuple[int, bytes | None, str | None]]:
         yield number + 1, None, f"truncated or corrupt gzip stream after line {number}: {exc}"
 
 
+@dataclass(frozen=True)
+class Chunk:
+    """A raw file, or the lines of ``[start, end)`` bytes of a large uncompressed local one."""
+
+    uri: str
+    index: int  # position among all chunks of the day: (file, offset) order
+    start: int = 0
+    end: int | None = None  # None: the whole file
+
+    def iter_lines(self) -> Iterator[tuple[int, bytes | None, str | None]]:
+        """Like :func:`iter_lines`; line numbers count from the chunk's start. Lines of uncompressed
+        local files are cut from large blocks and come without their line break."""
+        if self.uri.startswith("file://") and not self.uri.endswith(".gz"):
+            yield from _local_lines(storage.LocalStore.path(self.uri), self.start, self.end)
+        else:
+            yield from iter_lines(self.uri)
+
+
+def _local_lines(path: Path, start: int, end: int | None) -> Iterator[tuple[int, bytes | None, str | None]]:
+    remaining = -1 if end is None else end - start
+    number = 0
+    rest = b""
+    with path.open("rb", buffering=0) as stream:
+        stream.seek(start)
+        while remaining:
+            block = stream.read(_READ_BLOCK if remaining < 0 else min(_READ_BLOCK, remaining))
+            if not block:
+                break
+            remaining -= len(block) if remaining > 0 else 0
+            lines = (rest + block if rest else block).split(b"\n")
+            rest = lines.pop()
+            for line in lines:
+                number += 1
+                yield number, line, None
+    if rest:
+        yield number + 1, rest, None
+
+
+def plan_chunks(objects: list[storage.ObjectInfo], chunk_bytes: int = CHUNK_BYTES) -> list[Chunk]:
+    """One chunk per file; uncompressed ``file://`` files above ``chunk_bytes`` are cut at line starts."""
+    chunks: list[Chunk] = []
+    for obj in objects:
+        if not obj.uri.startswith("file://") or obj.uri.endswith(".gz") or obj.size <= chunk_bytes:
+            chunks.append(Chunk(obj.uri, len(chunks)))
+            continue
+        starts = [0]
+        with storage.LocalStore.path(obj.uri).open("rb") as stream:
+            for target in range(chunk_bytes, obj.size, chunk_bytes):
+                stream.seek(max(target, starts[-1] + 1) - 1)
+                stream.readline()  # to the start of the next line
+                if stream.tell() >= obj.size:
+                    break
+                starts.append(stream.tell())
+        for start, end in zip(starts, [*starts[1:], obj.size], strict=True):
+            chunks.append(Chunk(obj.uri, len(chunks), start, end))
+    return chunks
+
+
 def _quarantine_row(
     uri: str, line: int | None, kind: str, reason: str, raw: bytes | str | None
 ) -> dict[str, Any]:
@@ -144,53 +230,179 @@ def _quarantine_row(
     return {"source_uri": uri, "source_line": line, "kind": kind, "reason": reason, "raw": raw}
 
 
-class _ShardWriter:
-    """Appends rows to one Arrow IPC file per shard, in batches."""
+@dataclass
+class QuarantineSummary:
+    """Where a stage's quarantine rows went, and their counts."""
 
-    def __init__(self, directory: Path, prefix: str, shards: int, schema: pa.Schema) -> None:
-        self.paths = [directory / f"{prefix}-{i:05d}.arrow" for i in range(shards)]
-        self.schema = schema
-        self.buffers: list[list[dict[str, Any]]] = [[] for _ in range(shards)]
-        self.writers: dict[int, Any] = {}
+    file: str | None = None
+    count: int = 0
+    records: int = 0  # rows of kind "record": they count as quarantined records
+    reasons: dict[str, int] = field(default_factory=dict)  # by reason prefix, in order of first appearance
 
-    def add(self, shard: int, row: dict[str, Any]) -> None:
-        buffer = self.buffers[shard]
-        buffer.append(row)
-        if len(buffer) >= _SPILL_ROWS:
-            self._flush(shard)
 
-    def _flush(self, shard: int) -> None:
-        if not self.buffers[shard]:
+class _Quarantine:
+    """Quarantine rows streamed to an Arrow IPC file; only counts stay in memory."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows: list[dict[str, Any]] = []
+        self.size = 0
+        self.summary = QuarantineSummary()
+        self.reasons: Counter[str] = Counter()
+        self.writer: Any = None
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        self.summary.count += 1
+        self.summary.records += row["kind"] == "record"
+        self.reasons[row["reason"].split(":")[0]] += 1
+        self.size += len(row["raw"] or "") + len(row["reason"])
+        if self.size >= _SPILL_BUFFER_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.rows:
             return
-        if shard not in self.writers:
-            self.writers[shard] = ipc.new_file(str(self.paths[shard]), self.schema)
-        self.writers[shard].write_batch(pa.RecordBatch.from_pylist(self.buffers[shard], schema=self.schema))
-        self.buffers[shard] = []
+        if self.writer is None:
+            self.writer = ipc.new_file(str(self.path), QUARANTINE_SCHEMA)
+        self.writer.write_table(pa.Table.from_pylist(self.rows, schema=QUARANTINE_SCHEMA))
+        self.rows, self.size = [], 0
 
-    def close(self) -> dict[int, str]:
-        for shard in range(len(self.buffers)):
-            self._flush(shard)
-        for writer in self.writers.values():
-            writer.close()
-        return {shard: str(self.paths[shard]) for shard in self.writers}
+    def close(self) -> QuarantineSummary:
+        self._flush()
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+            self.summary.file = str(self.path)
+        self.summary.reasons = dict(self.reasons)
+        return self.summary
+
+
+class _SpillWriter:
+    """Rows of every shard into one Arrow IPC file. Rows are buffered up to a byte budget (whatever the
+    number of shards), then written as one record batch per shard, in shard order (empty ones too), so
+    that batch ``flush * shards + shard`` holds a shard's rows of each flush and a reducer reads only
+    its own. A row is ``(shard, *values of the schema's fields)``."""
+
+    def __init__(self, path: Path, schema: pa.Schema, shards: int) -> None:
+        self.path = path
+        self.schema = schema
+        self.shards = shards
+        self.rows: list[tuple[Any, ...]] = []
+        self.size = 0
+        self.writer: Any = None
+
+    def add(self, row: tuple[Any, ...], size: int) -> None:
+        self.rows.append(row)
+        self.size += size
+        if self.size >= _SPILL_BUFFER_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.rows:
+            return
+        self.rows.sort(key=itemgetter(0))  # stable: each shard's rows keep their order
+        shard_of_row, *columns = zip(*self.rows, strict=True)
+        batch = pa.RecordBatch.from_arrays(
+            [pa.array(values, type=f.type) for values, f in zip(columns, self.schema, strict=True)],
+            schema=self.schema,
+        )
+        counts = Counter(shard_of_row)
+        if self.writer is None:
+            self.writer = ipc.new_file(str(self.path), self.schema)
+        offset = 0
+        for shard in range(self.shards):
+            self.writer.write_batch(batch.slice(offset, counts[shard]))
+            offset += counts[shard]
+        self.rows, self.size = [], 0
+
+    def close(self) -> str | None:
+        self._flush()
+        if self.writer is None:
+            return None
+        self.writer.close()
+        return str(self.path)
+
+
+def _read_shard(paths: list[str], shard: int, shards: int, schema: pa.Schema) -> pa.Table:
+    """The rows of ``shard`` in spill files written by :class:`_SpillWriter`, in file order. Only those
+    rows are read (into memory: mapping the files would count their neighbours' pages too)."""
+    batches = []
+    for path in paths:
+        with pa.OSFile(path) as source:
+            reader = ipc.open_file(source)
+            for index in range(shard, reader.num_record_batches, shards):
+                batch = reader.get_batch(index)
+                if batch.num_rows:
+                    batches.append(batch)
+    return pa.Table.from_batches(batches, schema=schema)
 
 
 @dataclass
 class FileStage:
+    """What staging one chunk found. Rows are in files; only counts are kept."""
+
     uri: str
+    chunk: int = 0
     read: int = 0
     blank_lines: int = 0
-    quarantine: list[dict[str, Any]] = field(default_factory=list)
-    shard_files: dict[int, str] = field(default_factory=dict)
+    lines: int = 0  # lines in the chunk (line numbers of the next chunk of the file start after them)
+    quarantine: QuarantineSummary = field(default_factory=QuarantineSummary)
+    spill_file: str | None = None
 
 
-def stage_file(uri: str, file_index: int, shards: int, spill_dir: str, max_record_bytes: int) -> FileStage:
-    """Validate one raw file; spill good lines into shards by ``interaction_id``."""
-    stage = FileStage(uri)
-    writer = _ShardWriter(Path(spill_dir), f"raw-{file_index:05d}", shards, _SPILL_SCHEMA)
-    for number, line, error in iter_lines(uri):
+def _encode_counts(counts: Counter[str]) -> str:
+    return ";".join(f"{kind}={n}" for kind, n in counts.items())
+
+
+def _add_counts(total: Counter[str], encoded: str | None) -> None:
+    if encoded:
+        for item in encoded.split(";"):
+            kind, _, n = item.partition("=")
+            total[kind] += int(n)
+
+
+def _curated_fields(record: InteractionV1, generic: dict[str, Any], redactor: Redactor) -> tuple[Any, ...]:
+    """The curated columns of one valid record, from ``timestamp`` to ``pii_feedback`` in ``_STAGED_SCHEMA``."""
+    counts = redactor.counts
+    messages_json = _dumps(_redact_messages(to_builtins(record.messages), redactor))
+    metadata = {k: v for k, v in generic.items() if k not in KNOWN_FIELDS}
+    metadata_json = _dumps(_redact_tree(metadata, redactor))
+    pii = _encode_counts(counts) if counts else None
+    counts.clear()
+    inline = to_builtins(record.feedback) if record.feedback else []
+    feedback_json, score, correction_json = _feedback_fields(inline, [], redactor) if inline else _NO_FEEDBACK
+    pii_feedback = _encode_counts(counts) if counts else None
+    counts.clear()
+    return (
+        record.timestamp,
+        record.agent,
+        record.model_version,
+        record.session_id,
+        messages_json,
+        _dumps(record.tools) if record.tools is not None else None,
+        _dumps(generic["outcome"]) if record.outcome is not None else None,
+        feedback_json,
+        score,
+        correction_json,
+        metadata_json,
+        _PLAIN_ENCODER.encode(inline) if inline else None,
+        pii,
+        pii_feedback,
+    )
+
+
+def stage_chunk(chunk: Chunk, shards: int, spill_dir: str, max_record_bytes: int) -> FileStage:
+    """Validate and curate one chunk; spill its good records by shard of ``interaction_id``."""
+    stage = FileStage(chunk.uri, chunk.index)
+    quarantine = _Quarantine(Path(spill_dir) / f"quarantine-raw-{chunk.index:05d}.arrow")
+    writer = _SpillWriter(Path(spill_dir) / f"raw-{chunk.index:05d}.arrow", _STAGED_SCHEMA, shards)
+    redactor = Redactor()
+    uri = chunk.uri
+    number = 0
+    for number, line, error in chunk.iter_lines():
         if line is None:
-            stage.quarantine.append(_quarantine_row(uri, number, "file", error or "unreadable", None))
+            quarantine.add(_quarantine_row(uri, number, "file", error or "unreadable", None))
             continue
         if not line.strip():
             stage.blank_lines += 1
@@ -199,30 +411,32 @@ def stage_file(uri: str, file_index: int, shards: int, spill_dir: str, max_recor
         line = line.rstrip(b"\r\n")
         if len(line) > max_record_bytes:
             reason = f"record of {len(line)} bytes exceeds the {max_record_bytes}-byte limit"
-            stage.quarantine.append(_quarantine_row(uri, number, "record", reason, line))
+            quarantine.add(_quarantine_row(uri, number, "record", reason, line))
             continue
         try:
-            line.decode("utf-8")
+            line.isascii() or line.decode("utf-8")
         except UnicodeDecodeError as exc:
-            stage.quarantine.append(
-                _quarantine_row(uri, number, "record", f"invalid UTF-8 at byte {exc.start}", line)
-            )
+            quarantine.add(_quarantine_row(uri, number, "record", f"invalid UTF-8 at byte {exc.start}", line))
             continue
         try:
             record, generic = decode_interaction(line)
         except RecordError as exc:
-            stage.quarantine.append(_quarantine_row(uri, number, "record", str(exc), line))
+            quarantine.add(_quarantine_row(uri, number, "record", str(exc), line))
             continue
+        key = record.interaction_id
         sha = hashlib.sha256(_ENCODER.encode(generic)).hexdigest()
-        row = {
-            "interaction_id": record.interaction_id,
-            "sha": sha,
-            "file": file_index,
-            "line": number,
-            "raw": line,
-        }
-        writer.add(shard_of(record.interaction_id, shards), row)
-    stage.shard_files = writer.close()
+        row = (
+            shard_of(key, shards),
+            key,
+            sha,
+            chunk.index,
+            number,
+            *_curated_fields(record, generic, redactor),
+        )
+        writer.add(row, len(line))
+    stage.lines = number
+    stage.spill_file = writer.close()
+    stage.quarantine = quarantine.close()
     return stage
 
 
@@ -230,8 +444,8 @@ def stage_file(uri: str, file_index: int, shards: int, spill_dir: str, max_recor
 class FeedbackStage:
     read: int = 0
     inputs: list[dict[str, Any]] = field(default_factory=list)
-    quarantine: list[dict[str, Any]] = field(default_factory=list)
-    shard_files: dict[int, str] = field(default_factory=dict)
+    quarantine: QuarantineSummary = field(default_factory=QuarantineSummary)
+    spill_file: str | None = None
 
 
 def stage_feedback(
@@ -241,7 +455,8 @@ def stage_feedback(
     stage = FeedbackStage()
     if not feedback_uri:
         return stage
-    writer = _ShardWriter(Path(spill_dir), "feedback", shards, _FEEDBACK_SCHEMA)
+    quarantine = _Quarantine(Path(spill_dir) / "quarantine-feedback.arrow")
+    writer = _SpillWriter(Path(spill_dir) / "feedback.arrow", _FEEDBACK_SCHEMA, shards)
     for offset in range(horizon_days + 1):
         same_day = offset == 0
         for obj in storage.list_objects(_day_prefix(feedback_uri, day + timedelta(days=offset))):
@@ -256,18 +471,13 @@ def stage_feedback(
                     event = decode_late_feedback(line.rstrip(b"\r\n"))
                 except RecordError as exc:
                     if same_day:
-                        stage.quarantine.append(_quarantine_row(obj.uri, number, "feedback", str(exc), line))
+                        quarantine.add(_quarantine_row(obj.uri, number, "feedback", str(exc), line))
                     continue
-                assert event.interaction_id is not None
-                row = {
-                    "interaction_id": event.interaction_id,
-                    "same_day": same_day,
-                    "uri": obj.uri,
-                    "line": number,
-                    "raw": line,
-                }
-                writer.add(shard_of(event.interaction_id, shards), row)
-    stage.shard_files = writer.close()
+                assert event.interaction_id is not None and line is not None
+                key = event.interaction_id
+                writer.add((shard_of(key, shards), key, same_day, obj.uri, number, line), len(line))
+    stage.spill_file = writer.close()
+    stage.quarantine = quarantine.close()
     return stage
 
 
@@ -308,6 +518,8 @@ def _redact_tree(value: Any, redactor: Redactor) -> Any:
 
 
 def _dedupe_events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if len(events) <= 1:  # nothing to deduplicate or order
+        return [{k: v for k, v in event.items() if k != "interaction_id"} for event in events]
     unique: dict[str, dict[str, Any]] = {}
     for event in events:
         event = {k: v for k, v in event.items() if k != "interaction_id"}
@@ -315,118 +527,219 @@ def _dedupe_events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(unique.values(), key=lambda e: (e["timestamp"], e["type"], json.dumps(e, sort_keys=True)))
 
 
-def _read_arrow(paths: list[str]) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    for path in paths:
-        with pa.memory_map(path) as source:
-            rows.extend(ipc.open_file(source).read_all().to_pylist())
-    return rows
+def _feedback_fields(
+    inline: list[dict[str, Any]], late: list[dict[str, Any]], redactor: Redactor
+) -> tuple[str, float | None, str | None]:
+    """``feedback_json``, ``feedback_score`` and ``correction_json`` of one interaction."""
+    events = _dedupe_events(inline + late)
+    corrections = [e for e in events if e["type"] == "correction"]
+    events = _redact_tree(events, redactor)
+    correction = corrections[-1]["content"] if corrections else None
+    return (
+        _dumps(events),
+        _feedback_score(events),
+        _dumps(_redact_tree(correction, redactor)) if correction is not None else None,
+    )
+
+
+_NO_FEEDBACK = ("[]", None, None)  # _feedback_fields([], [], redactor)
 
 
 @dataclass
 class ShardResult:
+    """What reducing one shard found; its curated rows are in ``table_file``."""
+
     shard: int
-    table: pa.Table
-    quarantine: list[dict[str, Any]] = field(default_factory=list)
+    table_file: str
+    rows: int = 0
     duplicates: int = 0
     conflicts: int = 0
     feedback_joined: int = 0
-    unmatched: list[dict[str, Any]] = field(default_factory=list)
+    unmatched: QuarantineSummary = field(default_factory=QuarantineSummary)
+    quarantine: QuarantineSummary = field(default_factory=QuarantineSummary)
     redactions: dict[str, int] = field(default_factory=dict)
 
 
-def reduce_shard(
-    shard: int, raw_files: list[str], feedback_files: list[str], file_uris: list[str]
-) -> ShardResult:
-    """Deduplicate one shard, join its feedback, redact PII; rows sorted by ``interaction_id``."""
-    result = ShardResult(shard, CURATED_SCHEMA.empty_table())
-    staged = sorted(_read_arrow(raw_files), key=lambda r: (r["file"], r["line"]))
-    first_by_id: dict[str, dict[str, Any]] = {}
+def _deduplicate(
+    staged: pa.Table, lines: pa.Array, chunks: list[Chunk], quarantine: _Quarantine, result: ShardResult
+) -> pa.Array:
+    """Indices of the accepted rows of ``staged``. An id seen once is accepted; the rows of an id seen more
+    than once are taken in (file, line) order: exact copies are duplicates, and different contents under
+    one id are all quarantined as conflicting duplicates."""
+    ids = staged.column("interaction_id").combine_chunks()
+    counts = pc.value_counts(ids)
+    repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
+    if len(repeated) == 0:
+        return pa.array(range(len(ids)), pa.int64())
+    is_repeated = pc.is_in(ids, value_set=repeated)
+    singles = pc.indices_nonzero(pc.invert(is_repeated)).cast(pa.int64())
+    candidates = pc.indices_nonzero(is_repeated).cast(pa.int64())
+    keys = ids.take(candidates).to_pylist()
+    shas = staged.column("content_sha256").take(candidates).to_pylist()
+    chunk_of = staged.column("chunk").take(candidates).to_pylist()
+    numbers = lines.take(candidates).to_pylist()
+    chunk_uris = [c.uri for c in chunks]
+    first_by_id: dict[str, int] = {}
     hashes: dict[str, set[str]] = {}
     conflicted: dict[str, list[str]] = {}
-    for row in staged:
-        key = row["interaction_id"]
+    bad_rows: list[tuple[int, str]] = []
+    for i in sorted(range(len(keys)), key=lambda i: (chunk_of[i], numbers[i])):  # chunks are in file order
+        key = keys[i]
         seen = hashes.setdefault(key, set())
-        if row["sha"] in seen:
+        if shas[i] in seen:
             result.duplicates += 1
             continue
-        seen.add(row["sha"])
-        source = f"{file_uris[row['file']]}:{row['line']}"
+        seen.add(shas[i])
         if key in first_by_id or key in conflicted:
-            sources = conflicted.setdefault(key, [])
+            names = conflicted.setdefault(key, [])
             if key in first_by_id:
                 first = first_by_id.pop(key)
-                sources.append(f"{file_uris[first['file']]}:{first['line']}")
+                names.append(f"{chunk_uris[chunk_of[first]]}:{numbers[first]}")
                 result.conflicts += 1
-                conflicted_rows = [first]
-            else:
-                conflicted_rows = []
-            sources.append(source)
-            conflicted_rows.append(row)
-            for bad in conflicted_rows:
-                result.quarantine.append(
-                    _quarantine_row(file_uris[bad["file"]], bad["line"], "record", "", bad["raw"])
-                    | {"_id": key}
-                )
+                bad_rows.append((first, key))
+            names.append(f"{chunk_uris[chunk_of[i]]}:{numbers[i]}")
+            bad_rows.append((i, key))
             continue
-        first_by_id[key] = row
-    for entry in result.quarantine:  # name every source of a conflict, known only at the end
-        key = entry.pop("_id")
-        entry["reason"] = (
-            f"conflicting duplicate: interaction_id {key!r} has different content in {', '.join(conflicted[key])}"
-        )
+        first_by_id[key] = i
+    wanted: dict[int, dict[int, str]] = {}  # chunk -> line in chunk -> content hash
+    chunk_lines = staged.column("line").take(candidates).to_pylist()
+    for i, _ in bad_rows:
+        wanted.setdefault(chunk_of[i], {})[chunk_lines[i]] = shas[i]
+    raws = {c: _reread_lines(chunks[c], wanted[c]) for c in wanted}
+    for i, key in bad_rows:
+        sources = ", ".join(conflicted[key])
+        reason = f"conflicting duplicate: interaction_id {key!r} has different content in {sources}"
+        raw = raws[chunk_of[i]][chunk_lines[i]]
+        quarantine.add(_quarantine_row(chunk_uris[chunk_of[i]], numbers[i], "record", reason, raw))
+    winners = candidates.take(pa.array(sorted(first_by_id.values()), pa.int64()))
+    return pa.concat_arrays([singles, winners])
 
-    feedback_by_id: dict[str, list[dict[str, Any]]] = {}
-    for row in _read_arrow(feedback_files):
-        feedback_by_id.setdefault(row["interaction_id"], []).append(row)
-        if row["same_day"] and row["interaction_id"] not in first_by_id:
-            body = msgspec.json.decode(row["raw"])
-            result.unmatched.append(
+
+def _reread_lines(chunk: Chunk, wanted: dict[int, str]) -> dict[int, bytes]:
+    """Lines of ``chunk`` by number, read again from its file (only conflicting duplicates need their
+    text, so the spill does not carry every line); each must still have its staged content hash."""
+    found: dict[int, bytes] = {}
+    for number, line, _ in chunk.iter_lines():
+        if number in wanted and line is not None:
+            line = line.rstrip(b"\r\n")
+            if hashlib.sha256(_ENCODER.encode(msgspec.json.decode(line))).hexdigest() != wanted[number]:
+                raise IngestError(f"{chunk.uri} changed while it was being ingested (line {number})")
+            found[number] = line
+            if len(found) == len(wanted):
+                break
+    return found
+
+
+def _single(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+
+
+def reduce_shard(
+    shard: int,
+    shards: int,
+    raw_files: list[str],
+    feedback_files: list[str],
+    chunks: list[Chunk],
+    chunk_offsets: list[int],
+    out_dir: str,
+) -> ShardResult:
+    """Deduplicate one shard, join its late feedback; write its rows sorted by ``interaction_id``.
+
+    ``chunk_offsets[c]`` is the number of lines of chunk ``c``'s file before the chunk.
+    """
+    result = ShardResult(shard, str(Path(out_dir) / f"curated-{shard:05d}.arrow"))
+    quarantine = _Quarantine(Path(out_dir) / f"quarantine-shard-{shard:05d}.arrow")
+    staged = _read_shard(raw_files, shard, shards, _STAGED_SCHEMA)
+    chunk_ids = _single(staged.column("chunk"))
+    lines = pc.add(_single(staged.column("line")), pa.array(chunk_offsets, pa.int64()).take(chunk_ids))
+    accepted = _deduplicate(staged, lines, chunks, quarantine, result)
+    accepted = accepted.take(pc.sort_indices(_single(staged.column("interaction_id")).take(accepted)))
+    rows = staged.drop_columns(["line"]).take(accepted)
+    result.rows = rows.num_rows
+    columns = {
+        name: _single(rows.column(name)) for name in CURATED_SCHEMA.names if name in _STAGED_SCHEMA.names
+    }
+    columns["source_uri"] = pa.array([c.uri for c in chunks], pa.string()).take(chunk_ids.take(accepted))
+    columns["source_line"] = lines.take(accepted)
+
+    redactions: Counter[str] = Counter()
+    late_rows = _join_late_feedback(feedback_files, shard, shards, rows, columns, redactions, result, out_dir)
+    for encoded in _non_null(rows.column("pii")):
+        _add_counts(redactions, encoded)
+    feedback_counts = _single(rows.column("pii_feedback"))
+    for index in pc.indices_nonzero(pc.is_valid(feedback_counts)).to_pylist():
+        if index not in late_rows:
+            _add_counts(redactions, feedback_counts[index].as_py())
+    result.redactions = dict(redactions)
+
+    table = pa.Table.from_arrays([columns[name] for name in CURATED_SCHEMA.names], schema=CURATED_SCHEMA)
+    with ipc.new_file(result.table_file, CURATED_SCHEMA) as writer:
+        writer.write_table(table)
+    result.quarantine = quarantine.close()
+    return result
+
+
+def _non_null(column: pa.ChunkedArray) -> list[Any]:
+    return column.filter(pc.is_valid(column)).to_pylist()
+
+
+def _join_late_feedback(
+    feedback_files: list[str],
+    shard: int,
+    shards: int,
+    rows: pa.Table,
+    columns: dict[str, Any],
+    redactions: Counter[str],
+    result: ShardResult,
+    out_dir: str,
+) -> set[int]:
+    """Join the shard's late feedback into ``columns``; quarantine same-day feedback for unknown ids.
+
+    Returns the positions of the rows whose feedback columns were recomputed."""
+    feedback = _read_shard(feedback_files, shard, shards, _FEEDBACK_SCHEMA)
+    if feedback.num_rows == 0:
+        return set()
+    position = {key: i for i, key in enumerate(rows.column("interaction_id").to_pylist())}
+    late_by_row: dict[int, list[bytes]] = {}
+    unmatched = _Quarantine(Path(out_dir) / f"unmatched-{shard:05d}.arrow")
+    for key, same_day, uri, line, raw in zip(
+        *(feedback.column(name).to_pylist() for name in ("interaction_id", "same_day", "uri", "line", "raw")),
+        strict=True,
+    ):
+        if key in position:
+            late_by_row.setdefault(position[key], []).append(raw)
+        elif same_day:
+            body = msgspec.json.decode(raw)
+            unmatched.add(
                 _quarantine_row(
-                    row["uri"], row["line"], "unmatched_feedback",
-                    f"feedback for interaction {row['interaction_id']!r}, not among this day's interactions; "
+                    uri, line, "unmatched_feedback",
+                    f"feedback for interaction {key!r}, not among this day's interactions; "
                     "kept for reprocessing of its day",
                     json.dumps(body, sort_keys=True),
                 )
             )  # fmt: skip
-
+    result.unmatched = unmatched.close()
+    if not late_by_row:
+        return set()
     redactor = Redactor()
-    rows = []
-    for key in sorted(first_by_id):
-        item = first_by_id[key]
-        record, generic = decode_interaction(item["raw"])
-        late = [msgspec.json.decode(f["raw"]) for f in feedback_by_id.get(key, [])]
+    changed = sorted(late_by_row)
+    inline_column = rows.column("inline_feedback")
+    replacements: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
+    for index in changed:
+        inline_json = inline_column[index].as_py()
+        inline = msgspec.json.decode(inline_json) if inline_json is not None else []
+        late = [msgspec.json.decode(raw) for raw in late_by_row[index]]
         result.feedback_joined += len(late)
-        events = _dedupe_events([to_builtins(e) for e in record.feedback or []] + late)
-        corrections = [e for e in events if e["type"] == "correction"]
-        messages_json = _dumps(_redact_messages(to_builtins(record.messages), redactor))
-        events = _redact_tree(events, redactor)
-        correction = corrections[-1]["content"] if corrections else None
-        metadata = {k: v for k, v in generic.items() if k not in KNOWN_FIELDS}
-        rows.append(
-            {
-                "interaction_id": key,
-                "timestamp": record.timestamp,
-                "agent": record.agent,
-                "model_version": record.model_version,
-                "session_id": record.session_id,
-                "messages_json": messages_json,
-                "tools_json": _dumps(record.tools) if record.tools is not None else None,
-                "outcome_json": _dumps(generic["outcome"]) if record.outcome is not None else None,
-                "feedback_json": _dumps(events),
-                "feedback_score": _feedback_score(events),
-                "correction_json": _dumps(_redact_tree(correction, redactor))
-                if correction is not None
-                else None,
-                "metadata_json": _dumps(_redact_tree(metadata, redactor)),
-                "source_uri": file_uris[item["file"]],
-                "source_line": item["line"],
-                "content_sha256": item["sha"],
-            }
-        )
-    result.table = pa.Table.from_pylist(rows, schema=CURATED_SCHEMA)
-    result.redactions = dict(redactor.counts)
-    return result
+        for values, value in zip(replacements, _feedback_fields(inline, late, redactor), strict=True):
+            values.append(value)
+    redactions.update(redactor.counts)
+    mask = pc.is_in(pa.array(range(rows.num_rows), pa.int64()), value_set=pa.array(changed, pa.int64()))
+    for name, values in zip(
+        ("feedback_json", "feedback_score", "correction_json"), replacements, strict=True
+    ):
+        column = columns[name]
+        columns[name] = pc.replace_with_mask(column, mask, pa.array(values, column.type))
+    return set(changed)
 
 
 def _plan_shards(objects: list[storage.ObjectInfo]) -> int:
@@ -434,22 +747,42 @@ def _plan_shards(objects: list[storage.ObjectInfo]) -> int:
     return max(1, math.ceil(raw_bytes / SHARD_TARGET_BYTES))
 
 
-def _parquet_bytes(table: pa.Table) -> bytes:
-    sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd", store_schema=True)
-    return sink.getvalue()
+def _planned_bytes(chunk: Chunk, sizes: dict[str, int]) -> int:
+    if chunk.end is not None:
+        return chunk.end - chunk.start
+    return sizes[chunk.uri] * (_GZIP_RATIO if chunk.uri.endswith(".gz") else 1)
+
+
+def _line_offsets(stages: list[FileStage]) -> list[int]:
+    offsets, seen = [], Counter[str]()
+    for stage in stages:  # in chunk order: a file's chunks in offset order
+        offsets.append(seen[stage.uri])
+        seen[stage.uri] += stage.lines
+    return offsets
 
 
 def _reduce_args(
-    shard: int, stages: list[FileStage], feedback: FeedbackStage, raw_files: list[str]
+    shard: int,
+    shards: int,
+    chunks: list[Chunk],
+    stages: list[FileStage],
+    feedback: FeedbackStage,
+    out_dir: str,
 ) -> tuple[Any, ...]:
-    raw_parts = [st.shard_files[shard] for st in stages if shard in st.shard_files]
-    fb_parts = [feedback.shard_files[shard]] if shard in feedback.shard_files else []
-    return shard, raw_parts, fb_parts, raw_files
+    raw_parts = [st.spill_file for st in stages if st.spill_file]
+    fb_parts = [feedback.spill_file] if feedback.spill_file else []
+    return shard, shards, raw_parts, fb_parts, chunks, _line_offsets(stages), out_dir
+
+
+def _append_table(writer: pq.ParquetWriter, result: ShardResult) -> None:
+    with pa.memory_map(result.table_file) as source:
+        writer.write_table(ipc.open_file(source).read_all())
+    Path(result.table_file).unlink()
 
 
 def _run_stages_local(
-    raw_files: list[str],
+    chunks: list[Chunk],
+    sizes: dict[str, int],
     shards: int,
     spill: str,
     max_record_bytes: int,
@@ -460,29 +793,32 @@ def _run_stages_local(
     """Both stages on this machine: inline, or in ``workers`` processes (spawned: safe inside Airflow tasks)."""
     writer = pq.ParquetWriter(str(out_path), CURATED_SCHEMA, compression="zstd", store_schema=True)
     results = []
+    started = time.monotonic()
     try:
         if workers > 1:
             context = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-                stages = list(
-                    pool.map(stage_file, raw_files, range(len(raw_files)), [shards] * len(raw_files),
-                             [spill] * len(raw_files), [max_record_bytes] * len(raw_files))
-                )  # fmt: skip
+                # Largest first, so that a big gzip file does not start last and run alone.
+                by_size = sorted(chunks, key=lambda c: -_planned_bytes(c, sizes))
+                staging: dict[int, Future[FileStage]] = {
+                    c.index: pool.submit(stage_chunk, c, shards, spill, max_record_bytes) for c in by_size
+                }
+                stages = [staging[c.index].result() for c in chunks]
+                log.info("staged %d chunks in %.1f s", len(chunks), time.monotonic() - started)
                 futures = [
-                    pool.submit(reduce_shard, *_reduce_args(s, stages, feedback, raw_files))
+                    pool.submit(reduce_shard, *_reduce_args(s, shards, chunks, stages, feedback, spill))
                     for s in range(shards)
                 ]
                 for future in futures:  # in shard order: the output's row order is deterministic
                     result = future.result()
-                    writer.write_table(result.table)
-                    result.table = CURATED_SCHEMA.empty_table()
+                    _append_table(writer, result)
                     results.append(result)
+                log.info("reduced %d shards in %.1f s", shards, time.monotonic() - started)
         else:
-            stages = [stage_file(uri, i, shards, spill, max_record_bytes) for i, uri in enumerate(raw_files)]
+            stages = [stage_chunk(c, shards, spill, max_record_bytes) for c in chunks]
             for shard in range(shards):
-                result = reduce_shard(*_reduce_args(shard, stages, feedback, raw_files))
-                writer.write_table(result.table)
-                result.table = CURATED_SCHEMA.empty_table()  # written: free the rows
+                result = reduce_shard(*_reduce_args(shard, shards, chunks, stages, feedback, spill))
+                _append_table(writer, result)
                 results.append(result)
     finally:
         writer.close()
@@ -490,7 +826,7 @@ def _run_stages_local(
 
 
 def _run_stages_ray(
-    raw_files: list[str],
+    chunks: list[Chunk],
     shards: int,
     spill: str,
     max_record_bytes: int,
@@ -506,23 +842,86 @@ def _run_stages_ray(
         ray.init(address=ray_address or "auto", log_to_driver=False)
 
     def stage_row(item: dict[str, Any]) -> dict[str, Any]:
-        return {"stage": stage_file(item["uri"], item["index"], shards, spill, max_record_bytes)}
+        chunk = Chunk(item["uri"], item["index"], item["start"], item["end"])
+        return {"stage": stage_chunk(chunk, shards, spill, max_record_bytes)}
 
-    staged = ray.data.from_items([{"uri": u, "index": i} for i, u in enumerate(raw_files)]).map(stage_row)
-    stages = sorted((r["stage"] for r in staged.take_all()), key=lambda s: raw_files.index(s.uri))
+    items = [{"uri": c.uri, "index": c.index, "start": c.start, "end": c.end} for c in chunks]
+    staged = ray.data.from_items(items).map(stage_row)
+    stages = sorted((r["stage"] for r in staged.take_all()), key=lambda s: s.chunk)
 
     def reduce_row(item: dict[str, Any]) -> dict[str, Any]:
-        return {"result": reduce_shard(*_reduce_args(item["shard"], stages, feedback, raw_files))}
+        return {"result": reduce_shard(*_reduce_args(item["shard"], shards, chunks, stages, feedback, spill))}
 
     reduced = ray.data.from_items([{"shard": s} for s in range(shards)]).map(reduce_row)
     results = sorted((r["result"] for r in reduced.take_all()), key=lambda r: r.shard)
     writer = pq.ParquetWriter(str(out_path), CURATED_SCHEMA, compression="zstd", store_schema=True)
     try:
         for result in results:
-            writer.write_table(result.table)
+            _append_table(writer, result)
     finally:
         writer.close()
     return stages, results
+
+
+def _read_ipc(path: str | None) -> pa.Table | None:
+    if path is None:
+        return None
+    return ipc.open_file(pa.memory_map(path)).read_all()
+
+
+def _write_quarantine(
+    path: Path,
+    head: list[dict[str, Any]],
+    feedback: FeedbackStage,
+    stages: list[FileStage],
+    results: list[ShardResult],
+) -> None:
+    """The quarantine file: every quarantined row sorted by (file, line, reason), then unmatched feedback
+    sorted by (file, line). Rows come from the stages' files; line numbers of chunks are made absolute."""
+    parts = [pa.Table.from_pylist(head, schema=QUARANTINE_SCHEMA)]
+    if (table := _read_ipc(feedback.quarantine.file)) is not None:
+        parts.append(table)
+    for stage, offset in zip(stages, _line_offsets(stages), strict=True):
+        if (table := _read_ipc(stage.quarantine.file)) is not None:
+            if offset:
+                table = table.set_column(1, "source_line", pc.add(table.column("source_line"), offset))
+            parts.append(table)
+    parts += [t for r in results if (t := _read_ipc(r.quarantine.file)) is not None]
+    quarantine = pa.concat_tables(parts)
+    keys = pa.table(
+        {
+            "uri": quarantine.column("source_uri"),
+            "line": pc.fill_null(quarantine.column("source_line"), 0),
+            "reason": quarantine.column("reason"),
+        }
+    )
+    order = pc.sort_indices(
+        keys, sort_keys=[("uri", "ascending"), ("line", "ascending"), ("reason", "ascending")]
+    )
+    unmatched_parts = [t for r in results if (t := _read_ipc(r.unmatched.file)) is not None]
+    unmatched = pa.concat_tables(unmatched_parts) if unmatched_parts else QUARANTINE_SCHEMA.empty_table()
+    unmatched_order = pc.sort_indices(
+        unmatched.select(["source_uri", "source_line"]),
+        sort_keys=[("source_uri", "ascending"), ("source_line", "ascending")],
+    )
+    total = quarantine.num_rows + unmatched.num_rows
+    if total <= _QUARANTINE_ROW_GROUP:
+        table = pa.concat_tables([quarantine.take(order), unmatched.take(unmatched_order)]).combine_chunks()
+        pq.write_table(table, str(path), compression="zstd", store_schema=True)
+        return
+    # More rows than one row group holds: write one row group at a time, as pq.write_table would.
+    indices = [(quarantine, order), (unmatched, unmatched_order)]
+    with pq.ParquetWriter(str(path), QUARANTINE_SCHEMA, compression="zstd", store_schema=True) as writer:
+        for start in range(0, total, _QUARANTINE_ROW_GROUP):
+            pieces = []
+            end = start + _QUARANTINE_ROW_GROUP
+            offset = 0
+            for table, index in indices:
+                lo, hi = max(start - offset, 0), min(end - offset, len(index))
+                if lo < hi:
+                    pieces.append(table.take(index.slice(lo, hi - lo)))
+                offset += len(index)
+            writer.write_table(pa.concat_tables(pieces).combine_chunks())
 
 
 def ingest_day(
@@ -537,10 +936,16 @@ def ingest_day(
     shards: int | None = None,
     workers: int | None = None,
     ray_address: str | None = None,
+    chunk_bytes: int = CHUNK_BYTES,
 ) -> IngestReport:
-    """Validate, deduplicate, join feedback, redact and publish one day's curated partition."""
+    """Validate, deduplicate, join feedback, redact and publish one day's curated partition.
+
+    The output does not depend on ``executor``, ``workers`` or ``chunk_bytes``; it does on ``shards``
+    (the curated rows are ordered by shard, then ``interaction_id``), which defaults to the day's size
+    divided by ``SHARD_TARGET_BYTES``.
+    """
     report = IngestReport(day=day.isoformat())
-    quarantine: list[dict[str, Any]] = []
+    file_quarantine: list[dict[str, Any]] = []
     raw_files: list[str] = []
     objects = storage.list_objects(_day_prefix(raw_uri, day))
     for obj in objects:
@@ -548,12 +953,12 @@ def ingest_day(
         if name.startswith(("_", ".")) and obj.size == 0:
             continue  # markers such as _SUCCESS
         if not name.endswith(RAW_SUFFIXES):
-            quarantine.append(
+            file_quarantine.append(
                 _quarantine_row(obj.uri, None, "file", "stray file: not .jsonl or .jsonl.gz", None)
             )
             report.skipped_files += 1
         elif obj.size == 0:
-            quarantine.append(_quarantine_row(obj.uri, None, "file", "empty file", None))
+            file_quarantine.append(_quarantine_row(obj.uri, None, "file", "empty file", None))
             report.skipped_files += 1
         else:
             raw_files.append(obj.uri)
@@ -569,44 +974,46 @@ def ingest_day(
         Path(spill).mkdir()
         feedback = stage_feedback(feedback_uri, day, feedback_horizon_days, report.shards, spill)
         report.feedback_read = feedback.read
-        report.feedback_quarantined = len(feedback.quarantine)
-        quarantine += feedback.quarantine
+        report.feedback_quarantined = feedback.quarantine.count
+        chunks = plan_chunks(raw_objects, chunk_bytes)
         curated_path = Path(tmp) / "interactions.parquet"
         if executor == "ray":
             stages, results = _run_stages_ray(
-                raw_files, report.shards, spill, max_record_bytes, feedback, curated_path, ray_address
+                chunks, report.shards, spill, max_record_bytes, feedback, curated_path, ray_address
             )
         else:
+            sizes = {o.uri: o.size for o in raw_objects}
             stages, results = _run_stages_local(
-                raw_files, report.shards, spill, max_record_bytes, feedback, curated_path, workers
+                chunks, sizes, report.shards, spill, max_record_bytes, feedback, curated_path, workers
             )
 
+        # Counts, in the order the rows were found (the order of equal counts in quarantine_reasons).
+        quarantines = [feedback.quarantine, *(s.quarantine for s in stages), *(r.quarantine for r in results)]
+        reasons: Counter[str] = Counter(q["reason"].split(":")[0] for q in file_quarantine)
         redactions: Counter[str] = Counter()
         for stage in stages:
             report.read += stage.read
             report.blank_lines += stage.blank_lines
-            quarantine += stage.quarantine
         for result in results:
             report.duplicates += result.duplicates
             report.conflicts += result.conflicts
             report.feedback_joined += result.feedback_joined
-            report.feedback_unmatched += len(result.unmatched)
-            quarantine += result.quarantine
+            report.feedback_unmatched += result.unmatched.count
             redactions.update(result.redactions)
+        for part in quarantines:
+            report.quarantined += part.records
+            reasons.update(part.reasons)
         report.accepted = pq.ParquetFile(curated_path).metadata.num_rows
-        report.quarantined = sum(1 for q in quarantine if q["kind"] == "record")
         report.redactions = dict(sorted(redactions.items()))
-        report.quarantine_reasons = dict(Counter(q["reason"].split(":")[0] for q in quarantine).most_common())
+        report.quarantine_reasons = dict(reasons.most_common())
         if report.read != report.accepted + report.duplicates + report.quarantined:
             raise AssertionError(f"accounting broken for {day}: {report.as_dict()}")
 
-        unmatched = [u for r in results for u in r.unmatched]
-        quarantine.sort(key=lambda q: (q["source_uri"], q["source_line"] or 0, q["reason"]))
         quarantine_prefix = _day_prefix(storage.join(out_uri, "quarantine"), day)
-        table = pa.Table.from_pylist(quarantine + sorted(unmatched, key=lambda q: (q["source_uri"], q["source_line"])),
-                                     schema=QUARANTINE_SCHEMA)  # fmt: skip
-        storage.commit_partition(
-            quarantine_prefix, {"records.parquet": _parquet_bytes(table)}, {"day": report.day}
+        quarantine_path = Path(tmp) / "records.parquet"
+        _write_quarantine(quarantine_path, file_quarantine, feedback, stages, results)
+        storage.commit_partition_files(
+            quarantine_prefix, {"records.parquet": quarantine_path}, {"day": report.day}
         )
         report.quarantine_uri = quarantine_prefix
 

@@ -17,7 +17,9 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from continuous_learning import storage
 
@@ -84,15 +86,6 @@ def _reference_of(message: dict[str, Any]) -> dict[str, Any]:
     return {"content": message.get("content"), "tool_calls": calls}
 
 
-def _normalise_message(message: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "role": message["role"],
-        "content": message.get("content"),
-        "tool_calls": message.get("tool_calls"),
-        "tool_call_id": message.get("tool_call_id"),
-    }
-
-
 @dataclass
 class DayDatasetReport:
     day: str
@@ -107,51 +100,147 @@ class DayDatasetReport:
 def rows_from_curated(
     table: pa.Table, day: date, validation_share: float, test_share: float
 ) -> tuple[list[dict[str, Any]], Counter[str]]:
-    rows: list[dict[str, Any]] = []
-    skipped: Counter[str] = Counter()
-    for rec in table.to_pylist():
-        messages = json.loads(rec["messages_json"])
-        final = messages[-1]
-        score = rec["feedback_score"]
-        negatives: list[dict[str, Any]] = []
-        if rec["correction_json"]:
-            reference = _reference_of(json.loads(rec["correction_json"]) | {"role": "assistant"})
-            source = "correction"
-            negatives.append(_reference_of(final))  # the user corrected what the agent said
-        elif score is not None and score > 0:
-            reference, source = _reference_of(final), "positive_feedback"
-        else:
-            skipped[
-                "no correction and no positive feedback"
-                if score is None or score == 0
-                else "negative feedback without correction"
-            ] += 1
-            continue
-        if negatives and negatives[0] == reference:
-            negatives = []
-        split = split_of(rec["interaction_id"], validation_share, test_share)
-        rows.append(
-            {
-                "data_source": f"agent/{rec['agent']}",
-                "prompt": [_normalise_message(m) for m in messages[:-1]],
-                "ability": "tool_use" if reference["tool_calls"] else "chat",
-                "reward_model": {
-                    "style": "rule",
-                    "ground_truth": json.dumps({**reference, "negatives": negatives}, sort_keys=True),
-                },
-                "extra_info": {
-                    "interaction_id": rec["interaction_id"],
-                    "agent": rec["agent"],
-                    "day": day.isoformat(),
-                    "split": split,
-                    "index": 0,
-                    "feedback_score": score,
-                    "reference_source": source,
-                    "tools_json": rec["tools_json"],
-                },
-            }
-        )
-    return rows, skipped
+    """The reward rows of curated rows, as dictionaries (``VERL_SCHEMA``); see :func:`prompts_from_curated`."""
+    prompts, skipped = prompts_from_curated(table, day, validation_share, test_share)
+    return prompts.to_pylist(), skipped
+
+
+# The curated columns a reward row is made from.
+CURATED_INPUTS = [
+    "interaction_id",
+    "agent",
+    "messages_json",
+    "feedback_score",
+    "correction_json",
+    "tools_json",
+]
+_NO_SIGNAL = "no correction and no positive feedback"
+_NEGATIVE = "negative feedback without correction"
+
+
+def _skipped(score: pa.Array, kept: pa.Array) -> Counter[str]:
+    """Counts of the rows without a reference, by reason, in order of each reason's first row."""
+    skipped = pc.invert(kept)
+    no_signal = pc.and_(skipped, pc.or_(pc.is_null(score), pc.fill_null(pc.equal(score, 0), False)))
+    negative = pc.and_(skipped, pc.invert(no_signal))
+    found = []
+    for reason, mask in ((_NO_SIGNAL, no_signal), (_NEGATIVE, negative)):
+        rows = pc.indices_nonzero(mask)
+        if len(rows):
+            found.append((rows[0].as_py(), reason, len(rows)))
+    return Counter({reason: count for _, reason, count in sorted(found)})
+
+
+def _reference_row(messages_json: str, correction_json: str | None) -> tuple[Any, ...]:
+    """(prompt messages, reference, source, negatives) of one interaction with a reference."""
+    messages = msgspec.json.decode(messages_json)  # strings only: the same objects json.loads gives
+    final = messages[-1]
+    negatives: list[dict[str, Any]] = []
+    if correction_json is not None:
+        correction = msgspec.json.decode(correction_json)
+        if isinstance(correction, str):  # a correction given as text: the reply the agent should have sent
+            correction = {"content": correction}
+        reference = _reference_of(correction | {"role": "assistant"})
+        source = "correction"
+        negatives.append(_reference_of(final))  # the user corrected what the agent said
+    else:
+        reference, source = _reference_of(final), "positive_feedback"
+    if negatives and negatives[0] == reference:
+        negatives = []
+    return messages[:-1], reference, source, negatives
+
+
+def _prompt_array(prompts: list[list[dict[str, Any]]]) -> pa.Array:
+    """``list<MESSAGE_TYPE>`` of the prompts' messages, built from flat columns (no per-value inference)."""
+    message_offsets, roles, contents, call_ids_of_tool = [0], [], [], []
+    call_offsets, calls_missing, ids, kinds, names, arguments = [0], [], [], [], [], []
+    for prompt in prompts:
+        for message in prompt:
+            roles.append(message["role"])
+            contents.append(message.get("content"))
+            call_ids_of_tool.append(message.get("tool_call_id"))
+            calls = message.get("tool_calls")
+            calls_missing.append(calls is None)
+            for call in calls or []:
+                ids.append(call["id"])
+                kinds.append(call["type"])
+                names.append(call["function"]["name"])
+                arguments.append(call["function"]["arguments"])
+            call_offsets.append(len(ids))
+        message_offsets.append(len(roles))
+    function = pa.StructArray.from_arrays(
+        [pa.array(names, pa.string()), pa.array(arguments, pa.string())], fields=list(_FUNCTION)
+    )
+    call = pa.StructArray.from_arrays(
+        [pa.array(ids, pa.string()), pa.array(kinds, pa.string()), function], fields=list(_TOOL_CALL)
+    )
+    tool_calls = pa.ListArray.from_arrays(
+        pa.array(call_offsets, pa.int32()), call, mask=pa.array(calls_missing, pa.bool_())
+    )
+    message = pa.StructArray.from_arrays(
+        [
+            pa.array(roles, pa.string()),
+            pa.array(contents, pa.string()),
+            tool_calls,
+            pa.array(call_ids_of_tool, pa.string()),
+        ],
+        fields=list(MESSAGE_TYPE),
+    )
+    return pa.ListArray.from_arrays(pa.array(message_offsets, pa.int32()), message)
+
+
+def prompts_from_curated(
+    table: pa.Table, day: date, validation_share: float, test_share: float
+) -> tuple[pa.Table, Counter[str]]:
+    """The reward rows (``VERL_SCHEMA``) of curated rows, in their order, and the skipped rows by reason.
+
+    A row needs a reference: the user's correction (the agent's answer becomes a negative reference),
+    or the agent's answer when the feedback was positive.
+    """
+    score = table.column("feedback_score").combine_chunks()
+    kept = pc.or_(pc.is_valid(table.column("correction_json")), pc.fill_null(pc.greater(score, 0), False))
+    skipped = _skipped(score, kept)
+    rows = table.select(CURATED_INPUTS).filter(kept)
+    ids, agents, messages_json, scores, corrections, tools = (
+        rows.column(c).to_pylist() for c in CURATED_INPUTS
+    )
+    prompts, splits, sources, ground_truths, abilities = [], [], [], [], []
+    for key, messages, correction in zip(ids, messages_json, corrections, strict=True):
+        prompt, reference, source, negatives = _reference_row(messages, correction)
+        prompts.append(prompt)
+        sources.append(source)
+        abilities.append("tool_use" if reference["tool_calls"] else "chat")
+        ground_truths.append(json.dumps({**reference, "negatives": negatives}, sort_keys=True))
+        splits.append(split_of(key, validation_share, test_share))
+    count = len(ids)
+    extra_info = pa.StructArray.from_arrays(
+        [
+            pa.array(ids, pa.string()),
+            pa.array(agents, pa.string()),
+            pa.array([day.isoformat()] * count, pa.string()),
+            pa.array(splits, pa.string()),
+            pa.array([0] * count, pa.int64()),
+            pa.array(scores, pa.float64()),
+            pa.array(sources, pa.string()),
+            pa.array(tools, pa.string()),
+        ],
+        fields=list(VERL_SCHEMA.field("extra_info").type),
+    )
+    reward_model = pa.StructArray.from_arrays(
+        [pa.array(["rule"] * count, pa.string()), pa.array(ground_truths, pa.string())],
+        fields=list(VERL_SCHEMA.field("reward_model").type),
+    )
+    prompts_table = pa.Table.from_arrays(
+        [
+            pa.array([f"agent/{agent}" for agent in agents], pa.string()),
+            _prompt_array(prompts),
+            pa.array(abilities, pa.string()),
+            reward_model,
+            extra_info,
+        ],
+        schema=VERL_SCHEMA,
+    )
+    return prompts_table, skipped
 
 
 def _to_parquet(rows: list[dict[str, Any]]) -> bytes:
@@ -182,16 +271,18 @@ def build_day_partition(
                 storage.store_for(data_uri).download_file(files["interactions.parquet"], curated_path)
                 curated = pq.ParquetFile(curated_path)
                 report.curated_rows = curated.metadata.num_rows
-                for batch in curated.iter_batches(batch_size=batch_rows):
-                    rows, batch_skipped = rows_from_curated(
+                # One row group per batch of curated rows: the batch size is part of the file's layout.
+                for batch in curated.iter_batches(batch_size=batch_rows, columns=CURATED_INPUTS):
+                    prompts, batch_skipped = prompts_from_curated(
                         pa.Table.from_batches([batch]), day, validation_share, test_share
                     )
                     skipped.update(batch_skipped)
-                    by_split.update(r["extra_info"]["split"] for r in rows)
-                    by_agent.update(r["extra_info"]["agent"] for r in rows)
-                    report.prompts += len(rows)
-                    if rows:
-                        writer.write_table(pa.Table.from_pylist(rows, schema=VERL_SCHEMA))
+                    extra_info = prompts.column("extra_info").combine_chunks()
+                    by_split.update(extra_info.field("split").to_pylist())
+                    by_agent.update(extra_info.field("agent").to_pylist())
+                    report.prompts += prompts.num_rows
+                    if prompts.num_rows:
+                        writer.write_table(prompts)
         finally:
             writer.close()
         report.skipped = dict(skipped)

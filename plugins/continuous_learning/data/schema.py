@@ -120,15 +120,15 @@ def check_feedback(event: FeedbackEvent, where: str) -> None:
 def check_semantics(record: InteractionV1) -> None:
     has_user = False
     for index, message in enumerate(record.messages):
-        where = f"messages[{index}]"
         has_user = has_user or message.role == "user"
         if message.tool_calls and message.role != "assistant":
-            raise RecordError(f"{where}: only assistant messages may carry tool_calls")
+            raise RecordError(f"messages[{index}]: only assistant messages may carry tool_calls")
         if message.role == "tool" and not message.tool_call_id:
-            raise RecordError(f"{where}: tool messages need tool_call_id")
+            raise RecordError(f"messages[{index}]: tool messages need tool_call_id")
         if message.content is None and not message.tool_calls:
-            raise RecordError(f"{where}: {message.role} message has neither content nor tool_calls")
-        _check_tool_calls(message.tool_calls, where)
+            raise RecordError(f"messages[{index}]: {message.role} message has neither content nor tool_calls")
+        if message.tool_calls:
+            _check_tool_calls(message.tool_calls, f"messages[{index}]")
     if not has_user:
         raise RecordError("messages: needs at least one user message")
     if record.messages[-1].role != "assistant":
