@@ -84,3 +84,25 @@ def test_a_correction_given_as_text_becomes_a_chat_reference(tmp_path) -> None:
     truth = json.loads(row["reward_model"]["ground_truth"])
     assert (row["ability"], truth["content"], truth["tool_calls"]) == ("chat", "Say hello.", [])
     assert truth["negatives"] and truth["negatives"][0]["tool_calls"]  # what the agent did instead
+
+
+def test_arguments_broken_by_redaction_skip_the_row_not_the_day(tmp_path) -> None:
+    """Known limit of text redaction: an email right after a JSON escape (caf\\u00e9@...) loses part of the
+    escape, and the stored arguments are no longer JSON. The day's build skips that row and says why."""
+    import random
+
+    from continuous_learning.data.synthetic import make_interaction
+
+    records = [make_interaction(random.Random(i), START, i)[0] for i in range(2)]
+    for record in records:
+        record["feedback"] = [{"timestamp": f"{START}T10:00:00Z", "type": "thumbs", "value": 1}]
+    call = records[0]["messages"][-1]["tool_calls"][0]["function"]
+    call["arguments"] = json.dumps({"note": "write to café@exemple.fr"})  # ASCII escapes: caf\u00e9@
+    raw = tmp_path / "raw" / f"dt={START}"
+    raw.mkdir(parents=True)
+    (raw / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    root = f"file://{tmp_path}"
+    ingest_day(START, f"{root}/raw", f"{root}/data", None)
+    report = build_day_partition(f"{root}/data", START, 0.0, 0.0)
+    assert report.prompts == 1
+    assert report.skipped == {"tool-call arguments that are not JSON": 1}

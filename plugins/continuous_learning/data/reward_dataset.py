@@ -116,6 +116,9 @@ CURATED_INPUTS = [
 ]
 _NO_SIGNAL = "no correction and no positive feedback"
 _NEGATIVE = "negative feedback without correction"
+# PII redaction works on the text of tool-call arguments; where a match takes part of a JSON escape
+# (an email right after \u00e9, say) the stored arguments are no longer JSON and give no reference.
+_UNUSABLE = "tool-call arguments that are not JSON"
 
 
 def _skipped(score: pa.Array, kept: pa.Array) -> Counter[str]:
@@ -205,13 +208,24 @@ def prompts_from_curated(
         rows.column(c).to_pylist() for c in CURATED_INPUTS
     )
     prompts, splits, sources, ground_truths, abilities = [], [], [], [], []
-    for key, messages, correction in zip(ids, messages_json, corrections, strict=True):
-        prompt, reference, source, negatives = _reference_row(messages, correction)
+    unusable: list[int] = []
+    for index, (key, messages, correction) in enumerate(zip(ids, messages_json, corrections, strict=True)):
+        try:
+            prompt, reference, source, negatives = _reference_row(messages, correction)
+        except json.JSONDecodeError:  # text redaction can break arguments: see docs of _UNUSABLE
+            unusable.append(index)
+            continue
         prompts.append(prompt)
         sources.append(source)
         abilities.append("tool_use" if reference["tool_calls"] else "chat")
         ground_truths.append(json.dumps({**reference, "negatives": negatives}, sort_keys=True))
         splits.append(split_of(key, validation_share, test_share))
+    if unusable:
+        skipped[_UNUSABLE] += len(unusable)
+        drop = set(unusable)
+        ids, agents, scores, tools = (
+            [v for i, v in enumerate(c) if i not in drop] for c in (ids, agents, scores, tools)
+        )
     count = len(ids)
     extra_info = pa.StructArray.from_arrays(
         [
