@@ -58,6 +58,17 @@ class Standalone:
     def log_tail(self, chars: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
 
+    def wait_for(self, check: Any, timeout_s: float, what: str) -> Any:
+        """Poll ``check`` every second until it returns something truthy; fail with the server's log."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            result = check()
+            if result:
+                return result
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}\n{self.log_tail()}")
+            time.sleep(1)
+
 
 @contextmanager
 def airflow_standalone(

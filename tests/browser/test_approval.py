@@ -71,17 +71,6 @@ def _ray_heads(root: str) -> dict[int, int]:
     return found
 
 
-def _wait_for(check: Any, timeout_s: float, server: Standalone, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}\n{server.log_tail()}")
-        time.sleep(1)
-
-
 def _states(server: Standalone, run_id: str) -> dict[str, str]:
     status, body = server.api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances")
     assert status == 200, body
@@ -110,8 +99,8 @@ def airflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Standalo
     home.mkdir()
     try:
         with airflow_standalone(home, dags, {**TINY, "CL_STORAGE__ROOT": root}) as server:
-            _wait_for(
-                lambda: server.api("GET", f"/dags/{DAG_ID}")[0] == 200, 90, server, "the DAG to be parsed"
+            server.wait_for(
+                lambda: server.api("GET", f"/dags/{DAG_ID}")[0] == 200, 90, "the DAG to be parsed"
             )
             status, body = server.api("PATCH", f"/dags/{DAG_ID}", {"is_paused": False})
             assert status == 200, body
@@ -150,7 +139,7 @@ def _trigger_and_wait_for_request(
         assert "failed" not in states.values() and "upstream_failed" not in states.values(), states
         return states.get(TASK) == "awaiting_input"
 
-    _wait_for(waiting, 420, server, f"{TASK} of {run_id} to wait for input")
+    server.wait_for(waiting, 420, f"{TASK} of {run_id} to wait for input")
     status, request = server.api("GET", HITL.format(run=run_id))
     assert status == 200, request
     return run_id, request, since
@@ -178,7 +167,7 @@ def _answer(server: Standalone, run_id: str, option: str, comment: str, since: i
             for line in new.splitlines()
         )
 
-    _wait_for(parked_worker_exited, 60, server, "the parked worker to exit")
+    server.wait_for(parked_worker_exited, 60, "the parked worker to exit")
     time.sleep(3)
     status, body = server.api(
         "PATCH", HITL.format(run=run_id), {"chosen_options": [option], "params_input": {"comment": comment}}
@@ -192,7 +181,7 @@ def _wait_finished(server: Standalone, run_id: str, timeout_s: float = 180) -> d
         status, run = server.api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}")
         return run if status == 200 and run["state"] in ("success", "failed") else None
 
-    return dict(_wait_for(finished, timeout_s, server, f"run {run_id} to finish"))
+    return dict(server.wait_for(finished, timeout_s, f"run {run_id} to finish"))
 
 
 def _approval_record(root: str, run_id: str) -> dict[str, Any]:
@@ -290,7 +279,7 @@ def test_no_answer_in_time_fails_closed(airflow: tuple[Standalone, str]) -> None
     )  # fmt: skip
     assert status == 200, cleared
     assert {ti["task_id"] for ti in cleared["task_instances"]} == {TASK, "promote"}, cleared
-    _wait_for(lambda: _states(server, run_id).get(TASK) == "awaiting_input", 60, server, "the request again")
+    server.wait_for(lambda: _states(server, run_id).get(TASK) == "awaiting_input", 60, "the request again")
     candidate = record["candidate"]
     _answer(server, run_id, "Approve", "late, but approved", since)
     run = _wait_finished(server, run_id)

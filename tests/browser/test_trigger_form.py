@@ -80,20 +80,9 @@ def airflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Standalo
     home.mkdir()
     started = time.monotonic()
     with airflow_standalone(home, dags, {**TINY, "CL_STORAGE__ROOT": root}) as server:
-        _wait_for(lambda: server.api("GET", f"/dags/{DAG_ID}")[0] == 200, 90, server, "the DAG to be parsed")
+        server.wait_for(lambda: server.api("GET", f"/dags/{DAG_ID}")[0] == 200, 90, "the DAG to be parsed")
         print(f"airflow standalone up in {time.monotonic() - started:.0f}s at {server.url}; log {server.log}")
         yield server, root
-
-
-def _wait_for(check: Any, timeout_s: float, server: Standalone, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}\n{server.log_tail()}")
-        time.sleep(1)
 
 
 def _run(server: Standalone, run_id: str) -> dict[str, Any]:
@@ -104,10 +93,9 @@ def _run(server: Standalone, run_id: str) -> dict[str, Any]:
 
 def _wait_finished(server: Standalone, run_id: str, timeout_s: float = 150) -> dict[str, Any]:
     return dict(
-        _wait_for(
+        server.wait_for(
             lambda: (run := _run(server, run_id))["state"] in FINISHED and run,
             timeout_s,
-            server,
             f"run {run_id} to finish",
         )
     )
@@ -203,7 +191,7 @@ def test_dry_run_from_the_trigger_form(
         )
         return body["dag_runs"][0] if status == 200 and body["dag_runs"] else None
 
-    run = _wait_for(latest_manual, 30, server, "the triggered run")
+    run = server.wait_for(latest_manual, 30, "the triggered run")
     run_id = run["dag_run_id"]
     conf = run["conf"]
     assert conf["dry_run"] is True

@@ -173,15 +173,6 @@ def test_an_approval_for_another_version_is_no_approval() -> None:
 # -- the operators, with the registry in storage ----------------------------------------------------------
 
 
-@pytest.fixture
-def registry(storage_root: str) -> ModelRegistry:
-    registry = ModelRegistry(f"{storage_root}/registry")
-    for n in range(2):
-        registry.register(f"{storage_root}/models/v{n}", "seed", None if n == 0 else "v0", None)
-    registry.promote("v0", "seed", "seed", expected_revision=0)
-    return registry
-
-
 def _promote(approval: Any, decision: Any = PROMOTE) -> Any:
     from continuous_learning.airflow.promotion import PromoteModelOperator
 

@@ -147,15 +147,6 @@ def _context(**params: Any) -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-def registry(storage_root: str) -> ModelRegistry:
-    registry = ModelRegistry(f"{storage_root}/registry")
-    for n in range(2):
-        registry.register(f"{storage_root}/models/v{n}", "seed", None if n == 0 else "v0", None)
-    registry.promote("v0", "seed", "seed", expected_revision=0)
-    return registry
-
-
 def test_validate_request_fails_fast_naming_the_field(registry: ModelRegistry) -> None:
     from airflow.sdk.exceptions import AirflowFailException
     from continuous_learning.airflow.validation import ValidateRequestOperator
