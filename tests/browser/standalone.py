@@ -69,6 +69,29 @@ class Standalone:
                 raise AssertionError(f"timed out waiting for {what}\n{self.log_tail()}")
             time.sleep(1)
 
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
+        status, body = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
+        assert status == 200, body
+        return {ti["task_id"]: ti["state"] for ti in body["task_instances"]}
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str) -> str:
+        """The first try's log as text (the API returns structured events or plain text)."""
+        status, body = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/1")
+        assert status == 200, body
+        content = body.get("content") if isinstance(body, dict) else body
+        if isinstance(content, list):
+            return "\n".join(str(x.get("event", x)) if isinstance(x, dict) else str(x) for x in content)
+        return str(content)
+
+    def wait_run_finished(self, dag_id: str, run_id: str, timeout_s: float) -> dict[str, Any]:
+        """The DAG run's document once it is ``success`` or ``failed``."""
+
+        def finished() -> dict[str, Any] | None:
+            status, run = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
+            return run if status == 200 and run["state"] in ("success", "failed") else None
+
+        return dict(self.wait_for(finished, timeout_s, f"run {run_id} to finish"))
+
 
 @contextmanager
 def airflow_standalone(

@@ -71,21 +71,6 @@ def _ray_heads(root: str) -> dict[int, int]:
     return found
 
 
-def _states(server: Standalone, run_id: str) -> dict[str, str]:
-    status, body = server.api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances")
-    assert status == 200, body
-    return {ti["task_id"]: ti["state"] for ti in body["task_instances"]}
-
-
-def _log(server: Standalone, run_id: str, task_id: str) -> str:
-    status, body = server.api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/logs/1")
-    assert status == 200, body
-    content = body.get("content") if isinstance(body, dict) else body
-    if isinstance(content, list):
-        return "\n".join(str(x.get("event", x)) if isinstance(x, dict) else str(x) for x in content)
-    return str(content)
-
-
 @pytest.fixture(scope="module")
 def airflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Standalone, str]]:
     tmp = tmp_path_factory.mktemp("approval")
@@ -135,7 +120,7 @@ def _trigger_and_wait_for_request(
     run_id = run["dag_run_id"]
 
     def waiting() -> bool:
-        states = _states(server, run_id)
+        states = server.task_states(DAG_ID, run_id)
         assert "failed" not in states.values() and "upstream_failed" not in states.values(), states
         return states.get(TASK) == "awaiting_input"
 
@@ -176,14 +161,6 @@ def _answer(server: Standalone, run_id: str, option: str, comment: str, since: i
     return dict(body)
 
 
-def _wait_finished(server: Standalone, run_id: str, timeout_s: float = 180) -> dict[str, Any]:
-    def finished() -> dict[str, Any] | None:
-        status, run = server.api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}")
-        return run if status == 200 and run["state"] in ("success", "failed") else None
-
-    return dict(server.wait_for(finished, timeout_s, f"run {run_id} to finish"))
-
-
 def _approval_record(root: str, run_id: str) -> dict[str, Any]:
     path = Path(root.removeprefix("file://")) / "runs" / safe_run_id(f"{DAG_ID}__{run_id}") / "approval.json"
     return dict(json.loads(path.read_text()))
@@ -214,8 +191,8 @@ def test_approve_promotes_and_reject_keeps_production(airflow: tuple[Standalone,
 
     answer = _answer(server, run_id, "Approve", "numbers look right; ship it", since)
     assert answer["responded_by"]["name"] == "admin"
-    run = _wait_finished(server, run_id)
-    states = _states(server, run_id)
+    run = server.wait_run_finished(DAG_ID, run_id, 180)
+    states = server.task_states(DAG_ID, run_id)
     print(f"approved run: waited for input after {waited:.0f}s, done after {time.monotonic() - started:.0f}s")
     assert run["state"] == "success", states
     assert states[TASK] == "success" and states["promote"] == "success", states
@@ -231,8 +208,8 @@ def test_approve_promotes_and_reject_keeps_production(airflow: tuple[Standalone,
     run_id, request, since = _trigger_and_wait_for_request(server, {})
     assert request["subject"] == "Promote v2 to production (now v1)?"
     _answer(server, run_id, "Reject", "regressions on calendar prompts", since)
-    run = _wait_finished(server, run_id)
-    states = _states(server, run_id)
+    run = server.wait_run_finished(DAG_ID, run_id, 180)
+    states = server.task_states(DAG_ID, run_id)
     print(f"rejected run: done after {time.monotonic() - second:.0f}s")
     assert run["state"] == "success", states
     assert states[TASK] == "success" and states["promote"] == "skipped", states
@@ -243,7 +220,7 @@ def test_approve_promotes_and_reject_keeps_production(airflow: tuple[Standalone,
     assert (
         record["responded_by"]["name"] == "admin" and record["comment"] == "regressions on calendar prompts"
     )
-    promote_log = _log(server, run_id, "promote")
+    promote_log = server.task_log(DAG_ID, run_id, "promote")
     assert "v2 rejected by admin" in promote_log and "regressions on calendar prompts" in promote_log, (
         promote_log[-2000:]
     )
@@ -256,8 +233,8 @@ def test_no_answer_in_time_fails_closed(airflow: tuple[Standalone, str]) -> None
     started = time.monotonic()
     run_id, request, _ = _trigger_and_wait_for_request(server, {"approval_timeout_hours": 0.01})  # 36 s
     assert "(0.01 h)" in request["body"], request["body"]
-    run = _wait_finished(server, run_id, timeout_s=150)
-    states = _states(server, run_id)
+    run = server.wait_run_finished(DAG_ID, run_id, 150)
+    states = server.task_states(DAG_ID, run_id)
     print(f"timed-out run: done after {time.monotonic() - started:.0f}s")
     assert run["state"] == "failed", states
     assert states[TASK] == "failed" and states["promote"] == "upstream_failed", states
@@ -265,7 +242,7 @@ def test_no_answer_in_time_fails_closed(airflow: tuple[Standalone, str]) -> None
     assert [r.version for r in registry.history("production")] == before
     record = _approval_record(root, run_id)
     assert record["timed_out"] is True and record["approved"] is False
-    log = _log(server, run_id, TASK)
+    log = server.task_log(DAG_ID, run_id, TASK)
     assert "no answer to the approval request within 0.01 h" in log and "NOT promoted" in log, log[-2000:]
 
     # The handbook's way to promote that candidate after all: clear approve_promotion with its downstream
@@ -279,11 +256,13 @@ def test_no_answer_in_time_fails_closed(airflow: tuple[Standalone, str]) -> None
     )  # fmt: skip
     assert status == 200, cleared
     assert {ti["task_id"] for ti in cleared["task_instances"]} == {TASK, "promote"}, cleared
-    server.wait_for(lambda: _states(server, run_id).get(TASK) == "awaiting_input", 60, "the request again")
+    server.wait_for(
+        lambda: server.task_states(DAG_ID, run_id).get(TASK) == "awaiting_input", 60, "the request again"
+    )
     candidate = record["candidate"]
     _answer(server, run_id, "Approve", "late, but approved", since)
-    run = _wait_finished(server, run_id)
-    states = _states(server, run_id)
+    run = server.wait_run_finished(DAG_ID, run_id, 180)
+    states = server.task_states(DAG_ID, run_id)
     print(f"timed-out run cleared and approved: done after {time.monotonic() - started:.0f}s")
     assert run["state"] == "success" and states["promote"] == "success", states
     assert registry.alias("production").version == candidate  # type: ignore[union-attr]

@@ -5,7 +5,6 @@ arrived since, and backfill runs announce no reward data, so no training run per
 from __future__ import annotations
 
 import json
-import time
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -28,14 +27,6 @@ def _feedback_joined(root: str, day: date) -> int | None:
     return int(json.loads(storage.read_bytes(files["manifest.json"]))["report"]["feedback_joined"])
 
 
-def _wait(check, timeout_s: float, what: str, server) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}\n{server.log_tail()}")
-        time.sleep(2)
-
-
 def test_backfill_rewrites_days_with_late_feedback_and_announces_nothing(tmp_path: Path) -> None:
     root = f"file://{tmp_path / 'store'}"
     generate_logs(root, DAY, 2, 60, seed=31)
@@ -56,7 +47,7 @@ def test_backfill_rewrites_days_with_late_feedback_and_announces_nothing(tmp_pat
     home.mkdir()
     env = {"CL_STORAGE__ROOT": root}
     with airflow_standalone(home, dags, env) as server:
-        _wait(lambda: server.api("GET", f"/dags/{DAG_ID}")[0] == 200, 90, "the DAG to be parsed", server)
+        server.wait_for(lambda: server.api("GET", f"/dags/{DAG_ID}")[0] == 200, 90, "the DAG to be parsed")
         status, body = server.api("PATCH", f"/dags/{DAG_ID}", {"is_paused": False})
         assert status == 200, body
 
@@ -74,8 +65,8 @@ def test_backfill_rewrites_days_with_late_feedback_and_announces_nothing(tmp_pat
             return len(runs) == 2 and all(r["state"] == "success" for r in runs)
 
         create_backfill()
-        _wait(lambda: runs_succeeded() and _feedback_joined(root, DAY + timedelta(days=1)) is not None,
-              240, "the first backfill", server)  # fmt: skip
+        server.wait_for(lambda: runs_succeeded() and _feedback_joined(root, DAY + timedelta(days=1)) is not None,
+                        240, "the first backfill")  # fmt: skip
         before = _feedback_joined(root, DAY)
         assert before is not None
 
@@ -83,12 +74,12 @@ def test_backfill_rewrites_days_with_late_feedback_and_announces_nothing(tmp_pat
             status, body = server.api("GET", f"/backfills?dag_id={DAG_ID}")
             return status == 200 and all(b.get("completed_at") for b in body.get("backfills", []))
 
-        _wait(backfills_completed, 120, "the first backfill to be marked completed", server)
+        server.wait_for(backfills_completed, 120, "the first backfill to be marked completed")
         for folder in later.iterdir():
             folder.rename(feedback / folder.name)  # the late corrections land
         create_backfill("completed")
-        _wait(lambda: (_feedback_joined(root, DAY) or 0) > before and runs_succeeded(), 240,
-              "the backfill to rewrite the day with the late feedback", server)  # fmt: skip
+        server.wait_for(lambda: (_feedback_joined(root, DAY) or 0) > before and runs_succeeded(), 240,
+                        "the backfill to rewrite the day with the late feedback")  # fmt: skip
 
         status, runs = server.api("GET", f"/dags/{DAG_ID}/dagRuns?run_type=backfill")
         backfill_run_ids = {r["dag_run_id"] for r in runs["dag_runs"]}

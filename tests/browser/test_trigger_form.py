@@ -52,7 +52,6 @@ TINY = {
     "CL_EVALUATION__MAX_PROMPTS": "16",
     "CL_EVALUATION__BOOTSTRAP_RESAMPLES": "200",
 }
-FINISHED = {"success", "failed"}
 
 
 @pytest.fixture(scope="module")
@@ -83,39 +82,6 @@ def airflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Standalo
         server.wait_for(lambda: server.api("GET", f"/dags/{DAG_ID}")[0] == 200, 90, "the DAG to be parsed")
         print(f"airflow standalone up in {time.monotonic() - started:.0f}s at {server.url}; log {server.log}")
         yield server, root
-
-
-def _run(server: Standalone, run_id: str) -> dict[str, Any]:
-    status, body = server.api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}")
-    assert status == 200, body
-    return dict(body)
-
-
-def _wait_finished(server: Standalone, run_id: str, timeout_s: float = 150) -> dict[str, Any]:
-    return dict(
-        server.wait_for(
-            lambda: (run := _run(server, run_id))["state"] in FINISHED and run,
-            timeout_s,
-            f"run {run_id} to finish",
-        )
-    )
-
-
-def _task_states(server: Standalone, run_id: str) -> dict[str, str]:
-    status, body = server.api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances")
-    assert status == 200, body
-    return {ti["task_id"]: ti["state"] for ti in body["task_instances"]}
-
-
-def _task_log(server: Standalone, run_id: str, task_id: str) -> str:
-    status, body = server.api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/logs/1")
-    assert status == 200, body
-    content = body.get("content") if isinstance(body, dict) else body
-    if isinstance(content, list):
-        return "\n".join(
-            str(line.get("event", line)) if isinstance(line, dict) else str(line) for line in content
-        )
-    return str(content)
 
 
 @pytest.fixture(scope="module")
@@ -201,8 +167,8 @@ def test_dry_run_from_the_trigger_form(
     assert conf["learning_rate"] == pytest.approx(0.0005)
     assert conf["force_promote"] is False
 
-    run = _wait_finished(server, run_id)
-    states = _task_states(server, run_id)
+    run = server.wait_run_finished(DAG_ID, run_id, 150)
+    states = server.task_states(DAG_ID, run_id)
     print(f"dry run {run_id}: {run['state']} in {time.monotonic() - started:.0f}s; {states}")
     assert run["state"] == "success", (states, server.log_tail())
     for task in ("validate_request", "assemble_dataset", "create_ray_cluster", "ensure_base_model",
@@ -212,7 +178,7 @@ def test_dry_run_from_the_trigger_form(
         assert states[task] == "skipped", (task, states)
 
     # The skip says why; the effective values reached the specs; the cluster's dashboard is linked.
-    train_log = _task_log(server, run_id, "train_candidate")
+    train_log = server.task_log(DAG_ID, run_id, "train_candidate")
     assert "DRY RUN" in train_log and "RUN NOTE" in train_log, train_log[-2000:]
     runs_dir = Path(root.removeprefix("file://")) / "runs"
     specs = {p.name for p in runs_dir.glob("*/specs/*")} or {p.name for p in runs_dir.rglob("*spec*.json")}
@@ -222,7 +188,7 @@ def test_dry_run_from_the_trigger_form(
     )
     assert status == 200, links
     assert str(links["extra_links"].get("Ray dashboard", "")).startswith("http://127.0.0.1:"), links
-    validate_log = _task_log(server, run_id, "validate_request")
+    validate_log = server.task_log(DAG_ID, run_id, "validate_request")
     assert "'max_steps': 5" in validate_log and "'samples_per_prompt': 4" in validate_log, validate_log[
         -2000:
     ]
@@ -277,10 +243,10 @@ def test_unknown_base_model_version_fails_validate_request(airflow: tuple[Standa
         },
     )
     assert status == 200, run
-    run = _wait_finished(server, run["dag_run_id"], timeout_s=90)
-    states = _task_states(server, run["dag_run_id"])
+    run = server.wait_run_finished(DAG_ID, run["dag_run_id"], 90)
+    states = server.task_states(DAG_ID, run["dag_run_id"])
     assert run["state"] == "failed", states
     assert states["validate_request"] == "failed" and states["assemble_dataset"] == "upstream_failed", states
     assert states["create_ray_cluster"] != "success", states
-    log = _task_log(server, run["dag_run_id"], "validate_request")
+    log = server.task_log(DAG_ID, run["dag_run_id"], "validate_request")
     assert "base_model_version: v99 is not in the model registry (known: v0)" in log, log[-2000:]
