@@ -12,7 +12,7 @@ configured settings.
 | `validate_request` | checks the request: bounds, known model version, force-promote confirmation | log; XCom: effective values |
 | `assemble_dataset` | union of the window's reward partitions; skips the run when too small | `data/datasets/<id>/` + `manifest.json` |
 | `create_ray_cluster` | setup: local Ray head, or KubeRay on HyperPod | XCom: cluster document; link *Ray dashboard* |
-| `ensure_base_model` | production model (first run: builds and registers v0) | `registry/versions/v0.json` |
+| `ensure_base_model` | production model (first run: imports `model.base_uri` as v0) | `registry/versions/v0.json` |
 | `train_candidate` | Ray job: GRPO/PPO from the base model; registers the `candidate` | `runs/<run>/train/`; link *Registry entry* |
 | `evaluate` | Ray job: candidate and base generate on held-out prompts, same rewards | `runs/<run>/eval/scores.parquet` |
 | `gate` | paired bootstrap CI, per-agent slices, guardrails; writes the run report | `runs/<run>/gate.json`, report; link *Run report* |
@@ -59,7 +59,9 @@ DOCS = {
     "create_ray_cluster": "Setup task: a local Ray head (local) or a KubeRay RayCluster on HyperPod (prod, "
     "after HyperPod capacity). Output: the cluster document in XCom; the *Ray dashboard* link (local Ray).",
     "ensure_base_model": "Returns the base model (the `base_model_version` Param, default production). On "
-    "the very first run, builds and registers v0. Output: XCom with version, model URI, production revision.",
+    "the very first run, imports the configured `model.base_uri` (your production model) as v0, with its "
+    "lineage (the local demo's default `builtin:tiny` builds a tiny model instead). Output: XCom with version, "
+    "model URI, production revision, tool-call format.",
     "train_candidate": "Ray job: RL from the base model on the dataset; registers the new version and moves "
     "the `candidate` alias. Output: `runs/<run>/train/` (spec, result.json, model/); link *Registry entry*. "
     "Dry run: writes the train and eval specs, then skips with the reason.",
@@ -124,16 +126,18 @@ with DAG(
         "algorithm": Param(
             None,
             type=["null", "string"],
-            enum=[None, "grpo", "ppo"],
+            enum=[None, "grpo", "ppo", "sft"],
             # The form labels the empty choice with values_display["null"]; without it it reads "null".
             values_display={
                 "null": "From settings (trainer.algorithm)",
                 "grpo": "GRPO (group relative, no critic)",
                 "ppo": "PPO (with critic)",
+                "sft": "SFT on corrections and liked answers (gated like any candidate)",
             },
             section="Model and training",
             title="Algorithm",
-            description="RL algorithm. Empty: trainer.algorithm (grpo).",
+            description="RL algorithm, or SFT on corrections and positively rated answers. Empty: "
+            "trainer.algorithm (grpo).",
         ),
         "learning_rate": Param(
             None,

@@ -152,7 +152,9 @@ class ModelSettings(_Section):
         if value.startswith("builtin:") and value not in ("builtin:tiny", "builtin:smollm2"):
             raise ValueError("unknown builtin model; allowed: builtin:tiny, builtin:smollm2")
         if not value.startswith(MODEL_SCHEMES):
-            raise ValueError("must be s3://..., file://..., an absolute folder path, hf://org/name or builtin:...")
+            raise ValueError(
+                "must be s3://..., file://..., an absolute folder path, hf://org/name or builtin:..."
+            )
         return value
 
 
@@ -351,6 +353,9 @@ def _describe(error: ValidationError) -> str:
             message = "unknown setting"
         got = item.get("input")
         suffix = "" if isinstance(got, dict) or got is None else f" (got {got!r})"
+        if key == "<root>":  # a check across sections names its own keys
+            lines.append(message.removeprefix("Value error, "))
+            continue
         lines.append(f"{key}: {message}{suffix}")
     return "invalid settings: " + "; ".join(lines)
 

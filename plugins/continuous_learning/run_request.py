@@ -19,7 +19,7 @@ from continuous_learning.config import ConfigError, Settings, load_settings
 # The string a person has to type to promote a candidate the gate rejected.
 FORCE_PROMOTE_CONFIRMATION = "PROMOTE ANYWAY"
 MIN_REASON_CHARS = 10
-ALGORITHMS = ("grpo", "ppo")
+ALGORITHMS = ("grpo", "ppo", "sft")
 
 # Param name -> (minimum, maximum, exclusive minimum); the settings' own bounds are checked after.
 NUMERIC_BOUNDS: dict[str, tuple[float, float, bool]] = {

@@ -19,8 +19,12 @@ from continuous_learning.contracts import (
     DatasetRef,
     EvalSpec,
     Hyperparameters,
+    ImitationOptions,
+    LoraOptions,
     Resources,
+    RewardFunction,
     RunSpec,
+    ToolCallFormat,
 )
 from continuous_learning.data.reward_dataset import assemble_window
 
@@ -107,8 +111,35 @@ def write_bootstrap_spec(settings: Settings, dataset: DatasetRef, run_id: str) -
     return spec.write(paths.spec("bootstrap"))
 
 
+def write_import_spec(settings: Settings, dataset: DatasetRef, run_id: str) -> str:
+    """The day-0 import of ``settings.model`` (see continuous_learning.models.onboarding)."""
+    from continuous_learning.models.onboarding import import_spec
+
+    paths = run_paths(settings, run_id)
+    m = settings.model
+    imitation = None
+    if m.imitate_agent_steps > 0:
+        imitation = ImitationOptions(
+            dataset=dataset,
+            steps=m.imitate_agent_steps,
+            learning_rate=m.imitate_agent_learning_rate,
+            seed=settings.trainer.seed,
+        )
+    spec = import_spec(settings, run_id, storage.join(paths.bootstrap, "model"), imitation=imitation)
+    return spec.write(paths.spec("import"))
+
+
+def reward_function(settings: Settings) -> RewardFunction:
+    return RewardFunction(function=settings.reward.function, kwargs=dict(settings.reward.kwargs))
+
+
 def write_run_spec(
-    settings: Settings, dataset: DatasetRef, base_model_uri: str, base_version: str, run_id: str
+    settings: Settings,
+    dataset: DatasetRef,
+    base_model_uri: str,
+    base_version: str,
+    run_id: str,
+    tool_call_format: ToolCallFormat = "hermes",
 ) -> str:
     paths = run_paths(settings, run_id)
     t = settings.trainer
@@ -130,11 +161,20 @@ def write_run_spec(
             seed=t.seed,
         ),
         resources=Resources(cpu_threads=t.threads),
+        reward=reward_function(settings),
+        tool_call_format=tool_call_format,
+        lora=LoraOptions(**settings.model.lora.model_dump()),
     )
     return spec.write(paths.spec("train"))
 
 
-def write_eval_spec(settings: Settings, dataset: DatasetRef, models: dict[str, str], run_id: str) -> str:
+def write_eval_spec(
+    settings: Settings,
+    dataset: DatasetRef,
+    models: dict[str, str],
+    run_id: str,
+    tool_call_format: ToolCallFormat = "hermes",
+) -> str:
     paths = run_paths(settings, run_id)
     spec = EvalSpec(
         run_id=run_id,
@@ -145,6 +185,8 @@ def write_eval_spec(settings: Settings, dataset: DatasetRef, models: dict[str, s
         output_uri=paths.evaluation,
         engine="cpu" if settings.trainer.engine == "cpu" else "sglang",
         cpu_threads=settings.trainer.threads,
+        reward=reward_function(settings),
+        tool_call_format=tool_call_format,
     )
     return spec.write(paths.spec("eval"))
 

@@ -2,7 +2,8 @@
 
 Storage is a file:// folder (CL_STORAGE__ROOT) and the trainer uses its CPU engine (tiny settings);
 everything else is the prod configuration: capacity scaled up and released, a RayCluster created,
-waited for and deleted, and each trainer step a RayJob on it, waited for in (inline) triggers.
+waited for and deleted, and each trainer step a RayJob on it, waited for in (inline) triggers. The base
+model is the user's (a small Hugging Face folder with a Hermes chat template): imported as v0, never built.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from continuous_learning.data.synthetic import generate_logs
 from tests.conftest import REPO
 from tests.integration.test_pipeline_local import TINY
 from tests.kuberay.conftest import create_hyperpod, group_counts
+from tests.user_models import make_user_model
 
 pytestmark = pytest.mark.integration
 DAY = date(2026, 11, 10)
@@ -29,12 +31,16 @@ def _states(run: Any) -> dict[str, str]:
 
 
 def test_continuous_training_in_prod_mode(
-    airflow_db: str, storage_root: str, kube: Any, aws: Any, monkeypatch: pytest.MonkeyPatch
+    airflow_db: str, storage_root: str, kube: Any, aws: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from airflow.dag_processing.dagbag import DagBag
 
+    from continuous_learning.models.chat_templates import load_shipped
+
     cluster = create_hyperpod(aws, count=0)
+    user_model = make_user_model(tmp_path / "agent-model", chat_template=load_shipped("hermes"))
     settings = {
+        "CL_MODEL__BASE_URI": f"file://{user_model}",
         **TINY, "CL_ENV": "prod", "CL_TRAINER__ENGINE": "cpu", "CL_TRAINER__THREADS": "1",
         "CL_TRAINER__LEARNING_RATE": "2e-4", "CL_INGEST__MAX_QUARANTINE_SHARE": "0.5",
         "CL_DATASET__VALIDATION_SHARE": "0.1", "CL_DATASET__TEST_SHARE": "0.2",
@@ -64,13 +70,21 @@ def test_continuous_training_in_prod_mode(
     state = kube.state()
     assert state["rayclusters"] == [], "a RayCluster outlived the teardown"
     assert state["rayjobs"] == {}, "RayJobs outlived the teardown"
-    assert state["creates"] == {"rayclusters": 1, "rayjobs": 3}  # bootstrap, train, evaluate: once each
+    assert state["creates"] == {"rayclusters": 1, "rayjobs": 3}  # import-model, train, evaluate: once each
     assert group_counts(aws, cluster)[1] == 0, "HyperPod capacity was not released"  # scale-down requested
 
     registry = storage.join(storage_root, "registry")
     versions = sorted(p.name for p in Path(registry.removeprefix("file://"), "versions").iterdir())
     assert versions == ["v0.json", "v1.json"]
     run_dir = next(Path(storage.join(storage_root, "runs").removeprefix("file://")).iterdir())
+    # day 0 is the user's model, imported with its lineage; nothing was built
+    assert not (run_dir / "specs" / "bootstrap.json").exists()
+    v0 = json.loads(Path(registry.removeprefix("file://"), "versions", "v0.json").read_text())
+    assert v0["lineage"]["kind"] == "import" and v0["lineage"]["source_uri"] == f"file://{user_model}"
+    assert v0["lineage"]["architecture"] == "Qwen2ForCausalLM" and v0["lineage"]["tool_call_format"] == "hermes"
+    assert v0["lineage"]["files"]["model.safetensors"]
+    v1 = json.loads(Path(registry.removeprefix("file://"), "versions", "v1.json").read_text())
+    assert v1["parent_version"] == "v0" and v1["lineage"]["base_model_uri"] == v0["model_uri"]
     spec = json.loads((run_dir / "specs" / "train.json").read_text())
     assert spec["resources"]["nnodes"] == 2 and spec["resources"]["n_gpus_per_node"] == 8
     # the GPU of the HyperPod instance type (ml.p5.48xlarge) picks the trainer's tuned profile

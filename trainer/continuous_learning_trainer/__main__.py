@@ -1,4 +1,4 @@
-"""``python -m continuous_learning_trainer {train,bootstrap,evaluate} --spec URI``."""
+"""``python -m continuous_learning_trainer {train,import-model,bootstrap,evaluate} --spec URI``."""
 
 from __future__ import annotations
 
@@ -7,16 +7,18 @@ import json
 import logging
 import sys
 
-from continuous_learning.contracts import BootstrapSpec, EvalSpec, RunSpec
+from continuous_learning.contracts import BootstrapSpec, EvalSpec, ImportResult, ImportSpec, RunSpec
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="continuous_learning_trainer")
-    parser.add_argument("command", choices=["train", "bootstrap", "evaluate"])
+    parser.add_argument("command", choices=["train", "import-model", "bootstrap", "evaluate"])
     parser.add_argument("--spec", required=True, help="URI of the spec document (file:// or s3://)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.command == "bootstrap":
+    if args.command == "import-model":
+        print(import_model(ImportSpec.read(args.spec)).model_dump_json())
+    elif args.command == "bootstrap":
         from continuous_learning_trainer.cpu_engine import bootstrap
 
         uri = bootstrap(BootstrapSpec.read(args.spec))
@@ -37,6 +39,26 @@ def main(argv: list[str] | None = None) -> int:
 
         print(run_evaluation(EvalSpec.read(args.spec)).model_dump_json())
     return 0
+
+
+def import_model(spec: ImportSpec) -> ImportResult:
+    """The user's model as the day-0 base: checked and fixed, optionally warm-started on the agent's logged
+    answers (``spec.imitation``, for demos and tests whose model did not write the logs), then uploaded."""
+    import tempfile
+    from pathlib import Path
+
+    from continuous_learning.models.importing import prepare_model, publish_model
+
+    with tempfile.TemporaryDirectory(prefix="cl-import-") as tmp:
+        prepared = prepare_model(spec, Path(tmp))
+        imitation = None
+        if spec.imitation is not None:
+            from continuous_learning_trainer.sft import imitate_agent
+
+            imitation = imitate_agent(
+                prepared.folder, spec.imitation, prepared.tool_call_format, spec.cpu_threads
+            )
+        return publish_model(prepared, spec, imitation=imitation)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from typing import Any
 from continuous_learning import storage
 from continuous_learning.airflow.context import run_identity, task_settings, window_end
 from continuous_learning.config import Settings
-from continuous_learning.contracts import DatasetRef, EvalResult, TrainResult
+from continuous_learning.contracts import DatasetRef, EvalResult, RunSpec, TrainResult
 from continuous_learning.registry import ModelRegistry
 
 from airflow.sdk import BaseOperator, Context, ResumableJobMixin
@@ -344,7 +344,12 @@ async def _first_event(trigger: Any) -> dict[str, Any]:
 
 
 class EnsureBaseModelOperator(_RayJobOperator):
-    """Return the production model; on the very first run, build and register it (day 0's base)."""
+    """Return the base model; on the very first run (no ``production`` alias), onboard day 0's.
+
+    Day 0 is the user's production model: ``model.base_uri`` is imported as ``v0`` by the trainer's
+    ``import-model`` job (checked, fixed where safe, lineage recorded) and becomes production. Only the
+    local demo's default ``builtin:tiny`` builds a model (tokenizer, tiny Qwen2, SFT warm start).
+    """
 
     template_fields: Sequence[str] = ("cluster", "dataset")
 
@@ -353,18 +358,52 @@ class EnsureBaseModelOperator(_RayJobOperator):
         self.dataset = dataset
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from continuous_learning.training import write_bootstrap_spec
+        from continuous_learning.training import write_bootstrap_spec, write_import_spec
 
         settings = task_settings(context)
         registry = ModelRegistry(settings.storage.registry_uri)
         production = registry.alias("production")
-        if production is None:
-            run_id = run_identity(context)
-            dataset = DatasetRef.model_validate(self._dataset_fields())
+        if production is not None:
+            return self._base(context, registry, production)
+        run_id = run_identity(context)
+        dataset = DatasetRef.model_validate(self._dataset_fields())
+        if settings.model.base_uri == "builtin:tiny":
             spec_uri = write_bootstrap_spec(settings, dataset, run_id)
             return self.run_trainer(  # type: ignore[no-any-return]
                 context, settings, "bootstrap", spec_uri, then="_bootstrapped", state={"spec_uri": spec_uri}
             )
+        if settings.model.base_uri is None:
+            raise AirflowFailException(
+                "there is no production model and model.base_uri is not set: set [model] base_uri (or "
+                "CL_MODEL__BASE_URI) to your production model in Hugging Face format (s3://..., file://...), "
+                "or onboard it with `python -m continuous_learning register-model --uri ... --promote --reason ...`"
+            )
+        spec_uri = write_import_spec(settings, dataset, run_id)
+        self.log.info("no production model yet: importing %s as the day-0 base", settings.model.base_uri)
+        return self.run_trainer(  # type: ignore[no-any-return]
+            context, settings, "import-model", spec_uri, then="_imported", state={"spec_uri": spec_uri}
+        )
+
+    def _imported(self, context: Context, state: dict[str, Any]) -> dict[str, Any]:
+        from continuous_learning.contracts import ImportResult, ImportSpec
+        from continuous_learning.models.onboarding import register_import
+
+        settings = task_settings(context)
+        registry = ModelRegistry(settings.storage.registry_uri)
+        spec = ImportSpec.read(state["spec_uri"])
+        result = ImportResult.read(storage.join(spec.output_uri.rsplit("/", 1)[0], "import.json"))
+        dataset = DatasetRef.model_validate(self._dataset_fields())
+        version, _ = register_import(
+            registry, result, run_identity(context), dataset_id=dataset.dataset_id, spec_uri=state["spec_uri"],
+            promote_reason=f"onboarded: day-0 base model from {spec.source_uri}",
+        )  # fmt: skip
+        lineage = result.lineage
+        self.log.info(
+            "registered %s as the first production model: %s, %s parameters (%s), tool calls %s, template %s; "
+            "fixes: %s", version.version, lineage.architecture, f"{lineage.parameters:,}", lineage.dtype,
+            lineage.tool_call_format, lineage.chat_template_source, "; ".join(lineage.fixes) or "none",
+        )  # fmt: skip
+        production = registry.alias("production")
         return self._base(context, registry, production)
 
     def _bootstrapped(self, context: Context, state: dict[str, Any]) -> dict[str, Any]:
@@ -378,7 +417,8 @@ class EnsureBaseModelOperator(_RayJobOperator):
             spec = storage.read_json(spec_uri)
             version = registry.register(
                 storage.join(spec["output_uri"], "model"), run_id, None, dataset.dataset_id,
-                lineage={"kind": "bootstrap", "spec_uri": spec_uri, "dataset_manifest": dataset.manifest_uri},
+                lineage={"kind": "bootstrap", "spec_uri": spec_uri, "dataset_manifest": dataset.manifest_uri,
+                         "tool_call_format": "hermes"},
             )  # fmt: skip
             production = registry.promote(
                 version.version, "bootstrap: day-0 base model", run_id, expected_revision=0
@@ -394,6 +434,7 @@ class EnsureBaseModelOperator(_RayJobOperator):
             "version": base.version,
             "model_uri": base.model_uri,
             "production_revision": production.revision,
+            "tool_call_format": base.lineage.get("tool_call_format", "hermes"),
         }
 
     def _dataset_fields(self) -> dict[str, Any]:
@@ -416,12 +457,18 @@ class TrainCandidateOperator(_RayJobOperator):
         settings = task_settings(context)
         run_id = run_identity(context)
         dataset = DatasetRef.model_validate({k: self.dataset[k] for k in DatasetRef.model_fields})
-        spec_uri = write_run_spec(settings, dataset, self.base["model_uri"], self.base["version"], run_id)
+        spec_uri = write_run_spec(
+            settings, dataset, self.base["model_uri"], self.base["version"], run_id, self._tool_call_format()
+        )
         if (context.get("params") or {}).get("dry_run"):
             self._dry_run(context, settings, dataset, spec_uri, run_id)
         return self.run_trainer(  # type: ignore[no-any-return]
             context, settings, "train", spec_uri, then="_trained", state={"spec_uri": spec_uri}
         )
+
+    def _tool_call_format(self) -> Any:
+        """The base model's family format (recorded at import), which the candidate shares."""
+        return self.base.get("tool_call_format", "hermes")
 
     def _dry_run(
         self, context: Context, settings: Settings, dataset: DatasetRef, spec_uri: str, run_id: str
@@ -432,7 +479,7 @@ class TrainCandidateOperator(_RayJobOperator):
 
         models = {"candidate": storage.join(run_paths(settings, run_id).train, "model"),
                   "production": self.base["model_uri"]}  # fmt: skip
-        eval_spec_uri = write_eval_spec(settings, dataset, models, run_id)
+        eval_spec_uri = write_eval_spec(settings, dataset, models, run_id, self._tool_call_format())
         note = (
             f"DRY RUN: dataset {dataset.dataset_id}, cluster and base model {self.base['version']} are ready and "
             f"the specs are written ({spec_uri}, {eval_spec_uri}); training, evaluation, gate and promotion "
@@ -452,9 +499,17 @@ class TrainCandidateOperator(_RayJobOperator):
         if result.status != "succeeded" or result.model_uri is None:
             raise RuntimeError(f"training run {run_id} did not succeed: {result.error}")
         registry = ModelRegistry(settings.storage.registry_uri)
+        spec = RunSpec.read(spec_uri)
+        lineage: dict[str, Any] = {
+            "kind": spec.algorithm, "run_spec": spec_uri, "dataset_manifest": dataset.manifest_uri,
+            "versions": result.versions, "tool_call_format": spec.tool_call_format,
+            "base_model_uri": spec.base_model_uri,
+        }  # fmt: skip
+        if result.adapter_uri:
+            lineage["lora"] = {"adapter_uri": result.adapter_uri, **spec.lora.model_dump()}
         version = registry.register(
             result.model_uri, run_id, self.base["version"], dataset.dataset_id, metrics=result.metrics,
-            lineage={"run_spec": spec_uri, "dataset_manifest": dataset.manifest_uri, "versions": result.versions},
+            lineage=lineage,
         )  # fmt: skip
         registry.move_alias("candidate", version.version, f"trained by {run_id}", run_id)
         self.log.info("candidate %s: reward %.3f -> %.3f over %d steps", version.version,
@@ -462,6 +517,7 @@ class TrainCandidateOperator(_RayJobOperator):
         return {
             "version": version.version,
             "model_uri": result.model_uri,
+            "adapter_uri": result.adapter_uri,
             "steps": result.steps,
             **result.metrics,
         }
@@ -487,7 +543,9 @@ class EvaluateCandidateOperator(_RayJobOperator):
         run_id = run_identity(context)
         dataset = DatasetRef.model_validate({k: self.dataset[k] for k in DatasetRef.model_fields})
         models = {"candidate": self.candidate["model_uri"], "production": self.base["model_uri"]}
-        spec_uri = write_eval_spec(settings, dataset, models, run_id)
+        spec_uri = write_eval_spec(
+            settings, dataset, models, run_id, self.base.get("tool_call_format", "hermes")
+        )
         return self.run_trainer(context, settings, "evaluate", spec_uri, then="_evaluated")  # type: ignore[no-any-return]
 
     def _evaluated(self, context: Context, state: dict[str, Any]) -> dict[str, Any]:
