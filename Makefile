@@ -4,6 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+DEMO_MODEL ?= tiny
 
 .PHONY: demo test lint typecheck unit integration venv clean trainer-tools browser-tools
 
@@ -19,7 +20,7 @@ $(STAMP): requirements.txt requirements-models.txt pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) scripts/demo.py
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" DEMO_MODEL="$(DEMO_MODEL)" $(PY) scripts/demo.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check dags plugins trainer tests scripts benchmarks

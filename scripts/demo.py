@@ -2,6 +2,10 @@
 
 Everything lands under `.demo/` in the repository: Airflow's SQLite database and logs, and the
 pipeline's storage (raw logs, curated data, reward datasets, runs, registry).
+
+`DEMO_MODEL` picks the day-0 model: `tiny` (default: a tiny model built from the corpus, fast) or
+`smollm2` (`make demo DEMO_MODEL=smollm2`: the real pretrained SmolLM2-135M-Instruct, imported as the
+user's model, warm-started on the agent's logged answers so that it plays the agent, then LoRA GRPO).
 """
 
 from __future__ import annotations
@@ -20,6 +24,21 @@ DEMO = REPO / ".demo"
 START = date(2026, 11, 24)
 DAYS = 3
 PER_DAY = int(os.environ.get("DEMO_INTERACTIONS_PER_DAY", "400"))
+MODEL = os.environ.get("DEMO_MODEL", "tiny")
+#: A real 135M-parameter model on 2 CPU cores: fewer, shorter steps than the tiny model's defaults.
+SMOLLM2 = {
+    "CL_MODEL__BASE_URI": "builtin:smollm2",
+    "CL_MODEL__IMITATE_AGENT_STEPS": "30",
+    "CL_MODEL__IMITATE_AGENT_LEARNING_RATE": "1e-4",
+    "CL_MODEL__LORA__ENABLED": "true",
+    "CL_MODEL__LORA__RANK": "16",
+    "CL_TRAINER__LEARNING_RATE": "1e-4",
+    "CL_TRAINER__MAX_STEPS": "8",
+    "CL_TRAINER__PROMPTS_PER_STEP": "2",
+    "CL_TRAINER__SAMPLES_PER_PROMPT": "4",
+    "CL_TRAINER__MAX_COMPLETION_TOKENS": "48",
+    "CL_EVALUATION__MAX_PROMPTS": "48",
+}
 T0 = time.monotonic()
 
 
@@ -41,6 +60,8 @@ def environment() -> dict[str, str]:
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
         }
     )
+    if MODEL == "smollm2":
+        env.update({k: env.get(k, v) for k, v in SMOLLM2.items()})
     return env
 
 
@@ -116,8 +137,11 @@ def train_dataset_manifest(run_dir: Path) -> str:
 
 
 def main() -> int:
+    if MODEL not in ("tiny", "smollm2"):
+        raise SystemExit(f"DEMO_MODEL={MODEL!r}: allowed are tiny (default) and smollm2")
     if DEMO.exists():
         shutil.rmtree(DEMO)
+    say(f"day-0 model: {'SmolLM2-135M-Instruct (builtin:smollm2), LoRA' if MODEL == 'smollm2' else 'tiny, built'}")
     DEMO.mkdir()
     say("setting up Airflow (SQLite metadata database)")
     run(["airflow", "db", "migrate"], "airflow-db-migrate.log")
