@@ -17,9 +17,15 @@ import pyarrow.parquet as pq
 from continuous_learning import storage
 from continuous_learning.contracts import EvalResult, EvalSpec
 
-from continuous_learning_trainer.chat import END, render_prompt
-from continuous_learning_trainer.cpu_engine import load_prompts
-from continuous_learning_trainer.rewards import score_response
+from continuous_learning_trainer import reward_function
+from continuous_learning_trainer.chat import END
+from continuous_learning_trainer.cpu_engine import (
+    decode_completion,
+    load_rows,
+    prepare_tokenizer,
+    render,
+    stop_token_ids,
+)
 
 log = logging.getLogger(__name__)
 SCORES_SCHEMA = pa.schema(
@@ -39,29 +45,46 @@ SCORES_SCHEMA = pa.schema(
 )
 
 
+def generate_greedy(
+    model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int, batch_size: int = 32
+) -> list[str]:
+    """Greedy completions of ``prompts`` with a loaded model, each stopped and cut at the model's eos
+    (the tokenizer's and the generation config's); prompts are padded on the left."""
+    import torch
+
+    prepare_tokenizer(tokenizer)
+    stops = stop_token_ids(tokenizer, getattr(model, "generation_config", None))
+    was_training, side = model.training, tokenizer.padding_side
+    model.eval()
+    tokenizer.padding_side = "left"
+    outputs: list[str] = []
+    try:
+        for start in range(0, len(prompts), batch_size):
+            batch = tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True)
+            with torch.no_grad():
+                generated = model.generate(
+                    **batch,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    eos_token_id=stops,
+                    pad_token_id=tokenizer.pad_token_id,
+                )
+            new_tokens = generated[:, batch["input_ids"].shape[1] :]
+            outputs.extend(decode_completion(tokenizer, ids, stops) for ids in new_tokens.tolist())
+    finally:
+        tokenizer.padding_side = side
+        model.train(was_training)
+    return outputs
+
+
 def generate_cpu(model_dir: Path, prompts: list[str], max_new_tokens: int, batch_size: int = 32) -> list[str]:
     """Greedy generation with transformers on the CPU."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    outputs: list[str] = []
-    for start in range(0, len(prompts), batch_size):
-        batch = tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True)
-        with torch.no_grad():
-            generated = model.generate(
-                **batch,
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-        new_tokens = generated[:, batch["input_ids"].shape[1] :]
-        outputs.extend(
-            t.split(END, 1)[0] for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=False)
-        )
-    return [o.replace("<|pad|>", "") for o in outputs]
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    return generate_greedy(model, tokenizer, prompts, max_new_tokens, batch_size)
 
 
 #: SGLang offline-engine settings for evaluation (the ones that ran on an H200, see docs/trainer-image.md).
@@ -75,29 +98,14 @@ SGLANG_ENGINE_ARGS: dict[str, Any] = {
 }
 
 
-def load_messages(uri: str) -> list[tuple[list[dict[str, Any]], list[dict[str, Any]] | None]]:
-    """(chat messages, tools) per row, in the order :func:`load_prompts` returns them."""
-    table = pq.read_table(io.BytesIO(storage.read_bytes(uri)))
-    out = []
-    for row in table.to_pylist():
-        messages = [{k: v for k, v in m.items() if v is not None} for m in row["prompt"]]
-        tools_json = row["extra_info"].get("tools_json")
-        out.append((messages, json.loads(tools_json) if tools_json else None))
-    return out
-
-
-def chat_prompts(model_dir: Path, conversations: list[tuple[list[dict[str, Any]], Any]]) -> list[str]:
-    """Prompts in the model's own chat template (tools included), as VeRL renders them in training;
-    models without a template (the CPU engine's tiny ones) get the project's text format."""
+def chat_prompts(model_dir: Path, rows: list[dict[str, Any]]) -> list[str]:
+    """Prompts of ``rows`` (:func:`~continuous_learning_trainer.cpu_engine.load_rows`) for the model in
+    ``model_dir``: its own chat template with the tools, as VeRL renders them in training; models
+    without a template (the CPU engine's tiny ones) get the project's text format."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    if not getattr(tokenizer, "chat_template", None):
-        return [render_prompt(messages) for messages, _ in conversations]
-    return [
-        str(tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=True, tokenize=False))
-        for messages, tools in conversations
-    ]
+    return [render(tokenizer, r["messages"], r["tools"]) for r in rows]
 
 
 def generate_sglang(
@@ -118,10 +126,53 @@ def generate_sglang(
 
 
 def generate(spec: EvalSpec, model_dir: Path, rows: list[dict[str, Any]]) -> list[str]:
+    """Greedy responses of the model in ``model_dir`` to ``rows`` (rendered for that model)."""
+    prompts = chat_prompts(model_dir, rows)
     if spec.engine == "sglang":
-        conversations = load_messages(spec.prompts_uri)[: len(rows)]
-        return generate_sglang(model_dir, chat_prompts(model_dir, conversations), spec.max_completion_tokens)
-    return generate_cpu(model_dir, [r["prompt"] for r in rows], spec.max_completion_tokens)
+        return generate_sglang(model_dir, prompts, spec.max_completion_tokens)
+    return generate_cpu(model_dir, prompts, spec.max_completion_tokens)
+
+
+def score_rows(
+    spec: EvalSpec, label: str, rows: list[dict[str, Any]], responses: list[str]
+) -> list[dict[str, Any]]:
+    """Score records of one model: ``reward`` is the run's reward (the user's function when the spec
+    names one); the guardrail columns (format validity, tool name, arguments, negative hit) are the
+    project's reward parts."""
+    records = []
+    for row, response in zip(rows, responses, strict=True):
+        reference = json.loads(row["ground_truth"])
+        parts = reward_function.breakdown(
+            response, reference, row["tools"], spec.reward_weights, spec.tool_call_format
+        )
+        reward = (
+            reward_function.score(
+                response,
+                reference,
+                row["tools"],
+                reward=spec.reward,
+                weights=spec.reward_weights,
+                tool_call_format=spec.tool_call_format,
+            )
+            if spec.reward.function
+            else parts.total
+        )
+        records.append(
+            {
+                "interaction_id": row["interaction_id"],
+                "agent": row["agent"],
+                "ability": row["ability"],
+                "model": label,
+                "reward": reward,
+                "format_valid": parts.format_valid,
+                "tool_name": parts.tool_name,
+                "arguments": parts.arguments,
+                "negative_hit": parts.negative_hit,
+                "response_chars": len(response),
+                "response": response,
+            }
+        )
+    return records
 
 
 def run_evaluation(spec: EvalSpec) -> EvalResult:
@@ -129,32 +180,17 @@ def run_evaluation(spec: EvalSpec) -> EvalResult:
         import torch
 
         torch.set_num_threads(spec.cpu_threads)
-    rows = load_prompts(spec.prompts_uri)[: spec.max_prompts]
+    rows = load_rows(spec.prompts_uri)[: spec.max_prompts]
     if not rows:
         raise ValueError(f"no evaluation prompts in {spec.prompts_uri}")
+    if spec.reward.function:
+        reward_function.load_reward(spec.reward)  # a bad name fails before any model generates
     records: list[dict[str, Any]] = []
     for label, model_uri in sorted(spec.models.items()):
         with tempfile.TemporaryDirectory(prefix=f"cl-eval-{label}-") as tmp:
             model_dir = storage.download_dir(model_uri, Path(tmp))
             responses = generate(spec, model_dir, rows)
-        for row, response in zip(rows, responses, strict=True):
-            tools = json.loads(row["tools_json"]) if row["tools_json"] else None
-            score = score_response(response, json.loads(row["ground_truth"]), tools, spec.reward_weights)
-            records.append(
-                {
-                    "interaction_id": row["interaction_id"],
-                    "agent": row["agent"],
-                    "ability": row["ability"],
-                    "model": label,
-                    "reward": score.total,
-                    "format_valid": score.format_valid,
-                    "tool_name": score.tool_name,
-                    "arguments": score.arguments,
-                    "negative_hit": score.negative_hit,
-                    "response_chars": len(response),
-                    "response": response,
-                }
-            )
+        records.extend(score_rows(spec, label, rows, responses))
         log.info("evaluated %s on %d prompts", label, len(rows))
     table = pa.Table.from_pylist(records, schema=SCORES_SCHEMA)
     sink = io.BytesIO()
