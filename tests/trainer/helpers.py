@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 from continuous_learning.contracts import RunSpec
 
 REPO = Path(__file__).resolve().parents[2]
-TOOLS = [
+TOOLS: list[dict[str, Any]] = [
     {
         "type": "function",
         "function": {
@@ -62,7 +62,9 @@ def run_spec(tmp: Path | None = None, **overrides: Any) -> RunSpec:
     return RunSpec.model_validate(doc)
 
 
-def write_dataset(path: Path, rows: int, with_tools: bool) -> None:
+def write_dataset(path: Path, rows: int, with_tools: bool, reference_source: str | None = None) -> None:
+    """Reward-dataset rows; every other row has the weather tool when ``with_tools``; with
+    ``reference_source`` (``correction``, ``positive_feedback``) rows say where their reference is from."""
     records = []
     for i in range(rows):
         tools = with_tools and i % 2 == 0
@@ -83,6 +85,7 @@ def write_dataset(path: Path, rows: int, with_tools: bool) -> None:
                     "split": "train",
                     "index": i,
                     "tools_json": json.dumps(TOOLS) if tools else "",
+                    **({"reference_source": reference_source} if reference_source else {}),
                 },
             }
         )

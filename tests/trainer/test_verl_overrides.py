@@ -16,12 +16,17 @@ import pytest
 from continuous_learning.contracts import ContractError, RunSpec
 from continuous_learning_trainer.verl_engine import (
     CALLBACK_CLASS,
+    PPO_ENTRY,
     REWARD_MODULE,
+    SFT_ENTRY,
     Layout,
     build_overrides,
     hydra_value,
+    trainer_command,
     validate_for_verl,
 )
+from continuous_learning_trainer.verl_plugins import MODULE as PLUGINS
+from continuous_learning_trainer.verl_plugins import SFT_DATASET, TOOL_AGENT
 
 from tests.trainer.helpers import REPO, run_spec
 
@@ -33,7 +38,8 @@ needs_verl_config = pytest.mark.skipif(
 )
 
 
-def compose(cases: list[list[str]]) -> list[dict[str, Any]]:
+def compose(cases: list[Any]) -> list[dict[str, Any]]:
+    """Each case an override list (``ppo_trainer``) or ``{"config": NAME, "overrides": [...]}``."""
     out = subprocess.run(
         [str(VERL_PY), str(COMPOSE)], input=json.dumps(cases), capture_output=True, text=True, check=True
     )
@@ -72,7 +78,18 @@ def test_every_override_composes_against_verl_config() -> None:
         assert values["trainer.checkpoint_callback_class"] == CALLBACK_CLASS
         assert values["reward.custom_reward_function.path"] == REWARD_MODULE
         assert values["reward.custom_reward_function.name"] == "compute_score"
-        assert values["reward.custom_reward_function.reward_kwargs"]["format"] == 0.2
+        kwargs = values["reward.custom_reward_function.reward_kwargs"]
+        assert kwargs == {
+            "format": 0.2,
+            "tool_name": 0.4,
+            "arguments": 0.4,
+            "text": 1.0,
+            "negative_penalty": 0.5,
+            "tool_call_format": "hermes",
+            "reward_function": None,
+            "reward_function_kwargs": {},
+        }
+        assert values["data.filter_overlong_prompts"] is False  # prepare_dataset measures prompts
         assert values["transfer_queue.backend.SimpleStorage.num_data_storage_units"] == 8 * nnodes
         assert values["ray_kwargs.ray_init.runtime_env.env_vars"]["NCCL_NVLS_ENABLE"] == "0"
         assert values["ray_kwargs.ray_init.include_dashboard"] is False
@@ -82,11 +99,150 @@ def test_every_override_composes_against_verl_config() -> None:
         assert values[sglang + "attention_backend"] == "triton"
         assert values[sglang + "sampling_backend"] == "pytorch"
         assert values[sglang + "grammar_backend"] == "none"  # the H200 run: no xgrammar in rollouts
+        assert "actor_rollout_ref.model.lora_rank" not in values
         if tools:
             assert values["actor_rollout_ref.rollout.multi_turn.enable"] is True
-            assert values["actor_rollout_ref.rollout.agent.default_agent_loop"] == "tool_agent"
+            assert values["actor_rollout_ref.rollout.multi_turn.format"] == "hermes"
+            assert values["actor_rollout_ref.rollout.agent.default_agent_loop"] == TOOL_AGENT
+            assert values["actor_rollout_ref.rollout.agent.agent_loop_config_path"] == str(LAYOUT.agent_loops)
         else:
             assert "actor_rollout_ref.rollout.multi_turn.enable" not in values
+            assert "actor_rollout_ref.rollout.agent.agent_loop_config_path" not in values
+
+
+@needs_verl_config
+@pytest.mark.parametrize("fmt", ["hermes", "llama3_json", "mistral"])
+def test_tool_call_format_reaches_the_tool_agent_loop_and_the_reward(fmt: str) -> None:
+    spec = run_spec(tool_call_format=fmt)
+    [result] = compose([build_overrides(spec, LAYOUT, has_tools=True, train_rows=100)])
+    assert result["ok"], result.get("error")
+    values = result["values"]
+    assert values["actor_rollout_ref.rollout.multi_turn.format"] == fmt
+    assert values["reward.custom_reward_function.reward_kwargs"]["tool_call_format"] == fmt
+
+
+@needs_verl_config
+def test_user_reward_function_and_kwargs_survive_hydra() -> None:
+    """Whatever the user writes in reward.kwargs comes back from VeRL's config as written (quotes,
+    backslashes, ``${...}`` that OmegaConf would otherwise interpolate, nested values)."""
+    user_kwargs = {
+        "scale": 2,
+        "label": "it's ${not.a.key} C:\\path\\",
+        "words": ["a b", "null", "0", True, None],
+        "nested": {"x-y": 1.5, "z": {}},
+    }
+    for function in ("my_pkg.rewards:score", "file:///opt/r/my_reward.py:score", "s3://b/r.py:fn"):
+        spec = run_spec(reward={"function": function, "kwargs": user_kwargs})
+        [result] = compose([build_overrides(spec, LAYOUT, train_rows=100)])
+        assert result["ok"], result.get("error")
+        kwargs = result["values"]["reward.custom_reward_function.reward_kwargs"]
+        assert kwargs["reward_function"] == function
+        assert kwargs["reward_function_kwargs"] == user_kwargs
+
+
+def test_reward_kwargs_hydra_cannot_write_are_rejected_early() -> None:
+    with pytest.raises(ValueError, match=r"reward\.kwargs"):
+        validate_for_verl(run_spec(reward={"kwargs": {"max len": 3}}))
+
+
+@needs_verl_config
+@pytest.mark.parametrize("algorithm", ["grpo", "ppo"])
+def test_lora_overrides_compose(algorithm: str) -> None:
+    specs = [
+        run_spec(algorithm=algorithm, lora={"enabled": True, "rank": 32, "alpha": 64.0}),
+        run_spec(algorithm=algorithm, lora={"enabled": True, "target_modules": ["q_proj", "v_proj"]}),
+    ]
+    results = compose([build_overrides(s, LAYOUT, has_tools=True, train_rows=100) for s in specs])
+    for spec, result in zip(specs, results, strict=True):
+        assert result["ok"], result.get("error")
+        values = result["values"]
+        assert values["actor_rollout_ref.model.lora_rank"] == spec.lora.rank
+        # an int: HFModelConfig.lora_alpha is typed int and OmegaConf refuses 64.0 there
+        assert values["actor_rollout_ref.model.lora_alpha"] == int(spec.lora.alpha)
+        assert isinstance(values["actor_rollout_ref.model.lora_alpha"], int)
+        assert values["actor_rollout_ref.model.target_modules"] == spec.lora.target_modules
+        assert values["actor_rollout_ref.rollout.load_format"] == "safetensors"
+        assert values["actor_rollout_ref.rollout.layered_summon"] is True
+        assert values["actor_rollout_ref.actor.optim.lr"] == spec.hyperparameters.learning_rate
+
+
+@pytest.mark.parametrize(
+    ("lora", "message"),
+    [({"alpha": 12.5}, "whole number"), ({"dropout": 0.1}, "no dropout")],
+)
+def test_lora_settings_verl_cannot_take_are_rejected(lora: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        validate_for_verl(run_spec(lora={"enabled": True, **lora}))
+
+
+def sft_spec(**changes: Any) -> RunSpec:
+    return run_spec(algorithm="sft", **changes)
+
+
+@needs_verl_config
+def test_sft_overrides_compose_against_verl_sft_config() -> None:
+    """The SFT run's overrides exist in VeRL 0.9.1's sft_trainer_engine config (VeRL's SFT trainer)."""
+    specs = [
+        sft_spec(),
+        sft_spec(
+            lora={"enabled": True, "rank": 8, "alpha": 16},
+            resources={"nnodes": 2, "n_gpus_per_node": 8},
+            hyperparameters={"prompts_per_step": 16},
+            verl={"max_tokens_per_gpu": 16384},
+        ),
+    ]
+    cases = [
+        {"config": "sft_trainer_engine", "overrides": build_overrides(s, LAYOUT, train_rows=64)}
+        for s in specs
+    ]
+    results = compose(cases)
+    for spec, result in zip(specs, results, strict=True):
+        assert result["ok"], result.get("error")
+        values = result["values"]
+        hp = spec.hyperparameters
+        assert values["data.train_files"] == str(LAYOUT.sft_train_file)
+        assert values["data.custom_cls.path"] == f"pkg://{PLUGINS}"
+        assert values["data.custom_cls.name"] == SFT_DATASET
+        assert values["data.messages_key"] == "messages" and values["data.tools_key"] == "tools"
+        assert values["data.train_batch_size"] == hp.prompts_per_step
+        assert values["data.max_length"] == spec.verl.max_prompt_length + hp.max_completion_tokens
+        assert values["data.max_token_len_per_gpu"] >= values["data.max_length"]
+        assert values["model.path"] == str(LAYOUT.base_model)
+        assert values["model.override_config.attn_implementation"] == "sdpa"
+        assert values["optim.lr"] == hp.learning_rate
+        assert values["trainer.total_training_steps"] == hp.max_steps
+        assert values["trainer.default_local_dir"] == str(LAYOUT.checkpoints)
+        assert values["trainer.resume_mode"] == "auto"
+        assert values["trainer.nnodes"] == spec.resources.nnodes
+        assert values["trainer.logger"] == ["console", "file"]
+        assert ("model.lora_rank" in values) == spec.lora.enabled
+    assert results[1]["values"]["model.lora_alpha"] == 16
+    assert results[1]["values"]["data.max_token_len_per_gpu"] == 16384
+    # the SFT overrides are not main_ppo's: they do not compose against ppo_trainer
+    [wrong] = compose([build_overrides(specs[0], LAYOUT, train_rows=64)])
+    assert not wrong["ok"]
+
+
+def test_trainer_command_follows_the_algorithm() -> None:
+    assert trainer_command(sft_spec(), ["a=1"])[1:] == ["-m", SFT_ENTRY, "a=1"]
+    assert trainer_command(run_spec(), ["a=1"])[1:] == ["-m", PPO_ENTRY, "a=1"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "rows", "message"),
+    [
+        (
+            {"resources": {"nnodes": 1, "n_gpus_per_node": 8}, "hyperparameters": {"prompts_per_step": 12}},
+            None,
+            "multiple of the GPU count",
+        ),
+        ({}, 3, "fewer than prompts_per_step"),
+        ({"verl": {"max_tokens_per_gpu": 512}}, None, "cannot hold one example"),
+    ],
+)
+def test_sft_validation(changes: dict[str, Any], rows: int | None, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        validate_for_verl(sft_spec(**changes), train_rows=rows)
 
 
 @needs_verl_config
@@ -128,6 +284,8 @@ def test_overrides_are_a_pure_function_of_the_spec() -> None:
         ("null", "'null'"),
         ("a b", "'a b'"),
         ("it's", "'it\\'s'"),
+        ("${x}", "'\\${x}'"),
+        ("a\\", "'a\\\\'"),
         (["console", "file"], "[console,file]"),
         ({"k": "v", "n": 1}, "{k:v,n:1}"),
     ],

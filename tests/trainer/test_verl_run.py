@@ -13,9 +13,11 @@ import sys
 import types
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from continuous_learning import storage
 from continuous_learning.contracts import EvalSpec, TrainResult
 from continuous_learning_trainer import evaluate, verl_engine
@@ -31,10 +33,12 @@ from continuous_learning_trainer.verl_engine import (
 from tests.trainer.helpers import run_spec, write_dataset, write_tiny_model
 
 
-def fake_step(root: Path, step: int) -> Path:
+def fake_step(root: Path, step: int, actor: bool = True) -> Path:
+    """A checkpoint as main_ppo saves it (``global_step_N/actor/``) or the SFT trainer (no ``actor/``)."""
     step_dir = root / f"global_step_{step}"
-    (step_dir / "actor").mkdir(parents=True)
-    (step_dir / "actor" / "model_world_size_1_rank_0.pt").write_bytes(b"w" * step)
+    shards = step_dir / "actor" if actor else step_dir
+    shards.mkdir(parents=True)
+    (shards / "model_world_size_1_rank_0.pt").write_bytes(b"w" * step)
     (step_dir / "data.pt").write_bytes(b"d")
     (root / TRACKER).write_text(str(step))
     return step_dir
@@ -85,42 +89,78 @@ def test_validate_hf_model_copies_tokenizer_and_reads_weights(tmp_path: Path) ->
         validate_hf_model(merged, base)
 
 
-class FakeVerl:
-    """Plays main_ppo (checkpoints every K steps through the callback, metrics file) and the merger."""
+def lora_adapter(base: Path, seed: int = 0) -> Any:
+    """A peft LoRA model on the base model in ``base``, its adapter weights made non-zero."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
 
-    def __init__(self, fail_at: int | None = None) -> None:
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    peft_model = get_peft_model(
+        model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    )
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)
+    return peft_model
+
+
+class FakeVerl:
+    """Plays main_ppo (checkpoints every K steps through the callback, metrics file), VeRL's SFT trainer
+    (checkpoints without a callback) and the merger (with ``lora``: what VeRL's merger writes for a LoRA
+    checkpoint, the base weights plus ``lora_adapter/``)."""
+
+    def __init__(self, fail_at: int | None = None, lora: bool = False) -> None:
         self.fail_at = fail_at
+        self.lora = lora
         self.calls: list[list[str]] = []
+        self.adapter_model: Any = None
 
     def __call__(self, command: Sequence[str], env: Mapping[str, str]) -> None:
         self.calls.append(list(command))
+        args = {k: v for k, v in (a.lstrip("+").split("=", 1) for a in command[3:] if "=" in a)}
         if "verl.trainer.main_ppo" in command:
-            self.main_ppo({k: v for k, v in (a.lstrip("+").split("=", 1) for a in command[3:])}, env)
+            self.train(args, env, callback=True)
+        elif "verl.trainer.sft_trainer_ray" in command:
+            self.train(args, env, callback=False)
         else:
-            local_dir = Path(command[command.index("--local_dir") + 1])
-            target = Path(command[command.index("--target_dir") + 1])
-            assert local_dir.name == "actor" and local_dir.is_dir()
-            target.mkdir(parents=True)
-            base = local_dir.parents[2] / "base"
-            for name in ("config.json", "model.safetensors"):  # the merger writes weights + config
-                shutil.copy(base / name, target / name)
+            self.merge(
+                Path(command[command.index("--local_dir") + 1]),
+                Path(command[command.index("--target_dir") + 1]),
+            )
 
-    def main_ppo(self, args: dict[str, str], env: Mapping[str, str]) -> None:
+    def merge(self, local_dir: Path, target: Path) -> None:
+        assert local_dir.is_dir()
+        root = next(p for p in local_dir.parents if (p / "base").is_dir())
+        target.mkdir(parents=True)
+        base = root / "base"
+        for name in ("config.json", "model.safetensors"):  # the merger writes (base) weights + config
+            shutil.copy(base / name, target / name)
+        if self.lora:
+            self.adapter_model = lora_adapter(base)
+            self.adapter_model.save_pretrained(target / "lora_adapter")
+
+    def train(self, args: dict[str, str], env: Mapping[str, str], callback: bool) -> None:
         assert env["NCCL_NVLS_ENABLE"] == "0" and env["RAY_ADDRESS"] == "auto"
         ckpt = Path(args["trainer.default_local_dir"])
         start = int((ckpt / TRACKER).read_text()) if (ckpt / TRACKER).exists() else 0
         every, total = int(args["trainer.save_freq"]), int(args["trainer.total_training_steps"])
-        callback = UploadCheckpointCallback()
         metrics = Path(env["VERL_FILE_LOGGER_PATH"])
         metrics.write_text("")  # VeRL's file logger opens its file with "wb": a restart truncates it
         for step in range(start + 1, total + 1):
+            data = {"critic/score/mean": step / 10} if callback else {"train/loss": 2.0 / step}
             with metrics.open("a") as fh:
-                fh.write(json.dumps({"step": step, "data": {"critic/score/mean": step / 10}}) + "\n")
+                fh.write(json.dumps({"step": step, "data": data}) + "\n")
             if step == self.fail_at:
                 raise RuntimeError("node lost")
             if step % every == 0 or step == total:
-                step_dir = fake_step(ckpt, step)
-                callback.on_save(trainer=None, global_step=step, checkpoint_dir=str(step_dir))
+                step_dir = fake_step(ckpt, step, actor=callback)
+                if callback:
+                    UploadCheckpointCallback().on_save(
+                        trainer=None, global_step=step, checkpoint_dir=str(step_dir)
+                    )
 
 
 def prepare(tmp_path: Path, with_tools: bool = True) -> None:
@@ -152,13 +192,22 @@ def test_train_end_to_end_with_restart(tmp_path: Path, monkeypatch: pytest.Monke
     merge = runner.calls[-1]
     assert merge[1:4] == ["-m", "verl.model_merger", "merge"] and "fsdp" in merge
     assert merge[merge.index("--local_dir") + 1].endswith("global_step_4/actor")
-    # the tool agent loop: tool config written, rows tagged
+    assert result.adapter_uri is None and not (tmp_path / "runs" / "run-1" / "adapter").exists()
+    # the tool agent loop: tool config and agent-loop config written, rows tagged
     work = tmp_path / "work-b" / "run-1"
     assert "get_weather" in (work / "tools.yaml").read_text()
+    assert yaml.safe_load((work / "agent_loops.yaml").read_text()) == [
+        {"name": "cl_tool_agent", "_target_": "continuous_learning_trainer.verl_plugins.ToolAgentLoop"}
+    ]
     rows = pq.read_table(work / "data" / "train.parquet").to_pylist()
-    assert {r["agent_name"] for r in rows} == {"tool_agent", "single_turn_agent"}
+    assert {r["agent_name"] for r in rows} == {"cl_tool_agent", "single_turn_agent"}
     assert rows[0]["extra_info"]["tool_selection"] == ["get_weather"]
-    assert any(a == "actor_rollout_ref.rollout.agent.default_agent_loop=tool_agent" for a in runner.calls[0])
+    assert "actor_rollout_ref.rollout.agent.default_agent_loop=cl_tool_agent" in runner.calls[0]
+    assert (
+        f"actor_rollout_ref.rollout.agent.agent_loop_config_path={work / 'agent_loops.yaml'}"
+        in runner.calls[0]
+    )
+    assert "actor_rollout_ref.rollout.multi_turn.format=hermes" in runner.calls[0]
 
 
 def test_restart_in_same_work_dir_keeps_history_before_checkpoint(tmp_path: Path) -> None:

@@ -1,9 +1,11 @@
-"""Compose VeRL's own Hydra config (``ppo_trainer``) with lists of overrides; print what they set.
+"""Compose VeRL's own Hydra configs with lists of overrides; print what they set.
 
 Runs with the interpreter of ``.tools/verl-config`` (VeRL's config files + Hydra; see
-install-verl-config.sh). Input on stdin: a JSON list of override lists. Output on stdout: a JSON list
-with, per case, either ``{"ok": true, "values": {key: resolved value}}`` for every key the overrides
-name, or ``{"ok": false, "error": "..."}``.
+install-verl-config.sh). Input on stdin: a JSON list of cases, each an override list (composed with
+``ppo_trainer``, main_ppo's config) or ``{"config": NAME, "overrides": [...]}`` (e.g.
+``sft_trainer_engine``, the SFT trainer's). Output on stdout: a JSON list with, per case, either
+``{"ok": true, "values": {key: resolved value}}`` for every key the overrides name, or
+``{"ok": false, "error": "..."}``.
 """
 
 import importlib.util
@@ -24,11 +26,14 @@ CONFIG_DIR = Path(next(iter(_VERL.submodule_search_locations))) / "trainer" / "c
 def main() -> None:
     cases = json.load(sys.stdin)
     results = []
-    for overrides in cases:
+    for case in cases:
+        config_name, overrides = (
+            (case["config"], case["overrides"]) if isinstance(case, dict) else ("ppo_trainer", case)
+        )
         GlobalHydra.instance().clear()
         try:
             with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-                cfg = compose(config_name="ppo_trainer", overrides=overrides)
+                cfg = compose(config_name=config_name, overrides=overrides)
             values = {}
             for override in overrides:
                 key = override.split("=", 1)[0].lstrip("+~")

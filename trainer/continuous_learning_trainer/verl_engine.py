@@ -1,21 +1,27 @@
-"""VeRL engine: a RunSpec becomes one ``verl.trainer.main_ppo`` run with SGLang rollouts.
+"""VeRL engine: a RunSpec becomes one VeRL run: ``verl.trainer.main_ppo`` with SGLang rollouts (GRPO,
+PPO), or ``verl.trainer.sft_trainer_ray`` (``algorithm: sft``).
 
 The run, on the Ray cluster this process is started in (``RAY_ADDRESS``, or the local head):
 
 1. download the base model and the train/validation parquet files into a work folder (shared, e.g.
    FSx, when the job spans nodes: VeRL's workers write checkpoint shards there);
-2. when the dataset carries tools: write a VeRL tool config with their schemas and tag each row for
-   the tool agent loop (``agent_name``, ``extra_info.tool_selection``);
+2. RL: prepare the rows for the project's agent loops (:mod:`continuous_learning_trainer.verl_plugins`:
+   ``agent_name``, ``extra_info.tool_selection``), write VeRL's tool config with the tools' schemas in
+   the form VeRL hands the chat template, and the agent-loop config that loads the plugins into VeRL's
+   rollout workers; rows whose prompt would not fit are left out here, with the same rendering.
+   SFT: write the references (corrections, positively rated answers) as conversations;
 3. restore the last committed checkpoint from storage (``resume_mode=auto`` then continues from it);
-4. run ``python -m verl.trainer.main_ppo`` with Hydra overrides built by :func:`build_overrides`, a pure
-   function of the spec (tested on CPU against VeRL's own config); :class:`UploadCheckpointCallback`
-   uploads every checkpoint VeRL saves;
-5. merge the last checkpoint to Hugging Face format (``python -m verl.model_merger merge``), validate it,
-   upload it to ``<output_uri>/model`` and write ``<output_uri>/result.json`` (a TrainResult).
+4. run VeRL with Hydra overrides built by :func:`build_overrides`, a pure function of the spec (tested
+   on CPU against VeRL's own configs); :class:`UploadCheckpointCallback` uploads every checkpoint
+   ``main_ppo`` saves (the SFT trainer has no callback: its last checkpoint is uploaded when it stops);
+5. merge the last checkpoint to Hugging Face format (``python -m verl.model_merger merge``; with LoRA,
+   VeRL's merger writes the base weights and ``lora_adapter/``, merged here with peft), validate it,
+   upload it to ``<output_uri>/model`` (and the adapter to ``<output_uri>/adapter``) and write
+   ``<output_uri>/result.json`` (a TrainResult).
 
-Storage layout under ``output_uri`` (the same as the CPU engine's): ``model/``, ``checkpoints/``
-(``global_step_N/`` and ``latest_checkpointed_iteration.txt``, written last: the commit marker),
-``result.json``.
+Storage layout under ``output_uri`` (the same as the CPU engine's): ``model/``, ``adapter/`` (LoRA),
+``checkpoints/`` (``global_step_N/`` and ``latest_checkpointed_iteration.txt``, written last: the commit
+marker), ``result.json``.
 """
 
 from __future__ import annotations
@@ -39,10 +45,23 @@ from typing import Any
 from continuous_learning import storage
 from continuous_learning.contracts import RunSpec, TrainResult
 
+from continuous_learning_trainer.verl_plugins import MODULE as PLUGINS_MODULE
+from continuous_learning_trainer.verl_plugins import (
+    SFT_DATASET,
+    SINGLE_TURN_AGENT,
+    TOOL_AGENT,
+    agent_loop_config,
+)
+
 log = logging.getLogger(__name__)
 
-REWARD_MODULE = "pkg://continuous_learning_trainer.rewards"
+#: VeRL's reward entry point (``compute_score(data_source, solution_str, ground_truth, extra_info, **kw)``).
+REWARD_MODULE = "pkg://continuous_learning_trainer.reward_function"
 REWARD_FUNCTION = "compute_score"
+PPO_ENTRY = "verl.trainer.main_ppo"
+SFT_ENTRY = "verl.trainer.sft_trainer_ray"
+#: Reference sources an SFT candidate learns from.
+SFT_SOURCES = ("correction", "positive_feedback")
 CALLBACK_CLASS = "continuous_learning_trainer.verl_engine.UploadCheckpointCallback"
 UPLOAD_MANIFEST = "_cl_upload.json"
 TRACKER = "latest_checkpointed_iteration.txt"
@@ -92,8 +111,17 @@ class Layout:
         return self.root / "data" / "validation.parquet"
 
     @property
+    def sft_train_file(self) -> Path:
+        return self.root / "data" / "sft-train.parquet"
+
+    @property
     def tool_config(self) -> Path:
         return self.root / "tools.yaml"
+
+    @property
+    def agent_loops(self) -> Path:
+        """``rollout.agent.agent_loop_config_path``: the project's agent loops (and so its plugins)."""
+        return self.root / "agent_loops.yaml"
 
     @property
     def checkpoints(self) -> Path:
@@ -101,7 +129,13 @@ class Layout:
 
     @property
     def merged(self) -> Path:
+        """What VeRL's model merger writes (with LoRA: the base weights and ``lora_adapter/``)."""
         return self.root / "merged"
+
+    @property
+    def lora_merged(self) -> Path:
+        """A LoRA run's servable model: the adapter merged into the base weights."""
+        return self.root / "merged-lora"
 
     @property
     def metrics(self) -> Path:
@@ -118,10 +152,15 @@ class Layout:
 
 _BARE = re.compile(r"^[A-Za-z0-9_./:+\-~@]+$")
 _RESERVED = {"true", "false", "null", "nan", "inf", "-inf"}
+#: Dict keys Hydra's grammar takes unquoted (it has no quoted keys).
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+#: In a quoted string Hydra unescapes backslashes only before a quote, before ``${`` and at the end.
+_QUOTED_ESCAPES = re.compile(r"(\\*)('|\$\{|$)")
 
 
 def hydra_value(value: Any) -> str:
-    """Render a value in Hydra's override grammar (strings quoted when they need it)."""
+    """Render a value in Hydra's override grammar: strings are quoted when they need it, with quotes,
+    trailing backslashes and ``${`` escaped so that OmegaConf gives back the string (no interpolation)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -131,11 +170,15 @@ def hydra_value(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(hydra_value(v) for v in value) + "]"
     if isinstance(value, dict):
+        bad = [k for k in value if not isinstance(k, str) or not _KEY.match(k)]
+        if bad:
+            raise ValueError(f"keys {bad} cannot be written as Hydra overrides (letters, digits, '_', '-')")
         return "{" + ",".join(f"{k}:{hydra_value(v)}" for k, v in value.items()) + "}"
     text = str(value)
     if _BARE.match(text) and text.lower() not in _RESERVED and not _looks_numeric(text):
         return text
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    escaped = _QUOTED_ESCAPES.sub(lambda m: m.group(1) * 2 + ("\\" + m.group(2) if m.group(2) else ""), text)
+    return "'" + escaped + "'"
 
 
 def _looks_numeric(text: str) -> bool:
@@ -153,12 +196,42 @@ def validate_for_verl(spec: RunSpec, train_rows: int | None = None) -> None:
     res, hp, opts = spec.resources, spec.hyperparameters, spec.verl
     if res.n_gpus_per_node < 1:
         raise ValueError("engine 'verl' needs resources.n_gpus_per_node >= 1 (VeRL has no CPU path)")
+    world = res.nnodes * res.n_gpus_per_node
+    if spec.lora.enabled:
+        # HFModelConfig.lora_alpha is an int (verl/workers/config/model.py): OmegaConf refuses 32.5
+        if not float(spec.lora.alpha).is_integer():
+            raise ValueError(
+                f"lora.alpha={spec.lora.alpha} must be a whole number for VeRL (lora_alpha: int)"
+            )
+        # the FSDP engine builds peft's LoraConfig without lora_dropout (workers/engine/fsdp/transformer_impl.py)
+        if spec.lora.dropout:
+            raise ValueError(
+                "lora.dropout must be 0 with engine 'verl': VeRL 0.9.1's FSDP LoRA has no dropout"
+            )
+    reward_kwargs(spec)  # user kwargs must be writable as Hydra overrides
+    if spec.algorithm == "sft":
+        if hp.prompts_per_step % world:
+            raise ValueError(
+                f"prompts_per_step={hp.prompts_per_step} must be a multiple of the GPU count {world} "
+                "(VeRL's SFT trainer splits each batch evenly across data-parallel ranks)"
+            )
+        longest = opts.max_prompt_length + hp.max_completion_tokens
+        if opts.max_tokens_per_gpu is not None and opts.max_tokens_per_gpu < longest:
+            raise ValueError(
+                f"verl.max_tokens_per_gpu={opts.max_tokens_per_gpu} cannot hold one example of "
+                f"verl.max_prompt_length + max_completion_tokens = {longest} tokens"
+            )
+        if train_rows is not None and train_rows < hp.prompts_per_step:
+            raise ValueError(
+                f"the train split has {train_rows} references (corrections, positively rated answers), "
+                f"fewer than prompts_per_step={hp.prompts_per_step}"
+            )
+        return
     tp = opts.rollout_tensor_parallel_size
     if res.n_gpus_per_node % tp:
         raise ValueError(
             f"verl.rollout_tensor_parallel_size={tp} must divide resources.n_gpus_per_node={res.n_gpus_per_node}"
         )
-    world = res.nnodes * res.n_gpus_per_node
     samples = hp.prompts_per_step * hp.samples_per_prompt
     if samples % world:
         raise ValueError(
@@ -181,6 +254,22 @@ def validate_for_verl(spec: RunSpec, train_rows: int | None = None) -> None:
         raise ValueError(
             f"the train split has {train_rows} rows, fewer than prompts_per_step={hp.prompts_per_step}"
         )
+
+
+def reward_kwargs(spec: RunSpec) -> dict[str, Any]:
+    """``reward.custom_reward_function.reward_kwargs``: what ``reward_function.compute_score`` takes on
+    top of VeRL's arguments (the weights, the tool-call format, the user's reward and its kwargs)."""
+    kwargs = {
+        **spec.reward_weights.model_dump(),
+        "tool_call_format": spec.tool_call_format,
+        "reward_function": spec.reward.function,
+        "reward_function_kwargs": dict(spec.reward.kwargs),
+    }
+    try:
+        hydra_value(kwargs)
+    except ValueError as exc:
+        raise ValueError(f"reward.kwargs: {exc}") from None
+    return kwargs
 
 
 def profile_for(spec: RunSpec) -> str:
@@ -259,11 +348,15 @@ def build_overrides(
     train_rows: int | None = None,
     model_config: Mapping[str, Any] | None = None,
 ) -> list[str]:
-    """The Hydra overrides for ``verl.trainer.main_ppo`` (config ``ppo_trainer``), from the spec alone.
+    """The Hydra overrides of the spec's VeRL run, from the spec alone: ``verl.trainer.main_ppo`` (config
+    ``ppo_trainer``) for GRPO/PPO, ``verl.trainer.sft_trainer_ray`` (``sft_trainer_engine``) for SFT
+    (:func:`build_sft_overrides`; ``train_rows`` then counts the references).
 
     A ``+`` prefix adds a key VeRL's config does not declare (Hydra refuses ``+`` on existing keys and
-    plain overrides on missing ones); tests compose VeRL 0.9.1's config with these to prove each exists.
+    plain overrides on missing ones); tests compose VeRL 0.9.1's configs with these to prove each exists.
     """
+    if spec.algorithm == "sft":
+        return build_sft_overrides(spec, layout, train_rows=train_rows)
     validate_for_verl(spec, train_rows)
     hp, res, opts = spec.hyperparameters, spec.resources, spec.verl
     ppo = spec.algorithm == "ppo"
@@ -280,7 +373,9 @@ def build_overrides(
         ("data.train_batch_size", hp.prompts_per_step),
         ("data.max_prompt_length", opts.max_prompt_length),
         ("data.max_response_length", hp.max_completion_tokens),
-        ("data.filter_overlong_prompts", True),
+        # prepare_dataset leaves out prompts that do not fit, rendered as the rollout renders them;
+        # VeRL's filter would render every row with every tool and the rows as stored (nulls included)
+        ("data.filter_overlong_prompts", False),
         ("data.truncation", "left"),
         ("data.seed", hp.seed),
         ("data.return_raw_chat", True),
@@ -305,10 +400,10 @@ def build_overrides(
         ("+actor_rollout_ref.rollout.engine_kwargs.sglang.sampling_backend", opts.sglang_sampling_backend),
         # no constrained decoding in rollouts: SGLang would import xgrammar otherwise (H200 run)
         ("+actor_rollout_ref.rollout.engine_kwargs.sglang.grammar_backend", "none"),
-        # reward: the project's reward module, weighted by the spec
+        # reward: the project's entry point, with the spec's weights, tool-call format and reward
         ("reward.custom_reward_function.path", REWARD_MODULE),
         ("reward.custom_reward_function.name", REWARD_FUNCTION),
-        ("+reward.custom_reward_function.reward_kwargs", spec.reward_weights.model_dump()),
+        ("+reward.custom_reward_function.reward_kwargs", reward_kwargs(spec)),
         # trainer: resources, steps, checkpoints, logging
         ("trainer.nnodes", res.nnodes),
         ("trainer.n_gpus_per_node", res.n_gpus_per_node),
@@ -350,65 +445,343 @@ def build_overrides(
             ("actor_rollout_ref.rollout.multi_turn.enable", True),
             ("actor_rollout_ref.rollout.multi_turn.tool_config_path", str(layout.tool_config)),
             ("actor_rollout_ref.rollout.multi_turn.max_assistant_turns", opts.max_assistant_turns),
-            ("actor_rollout_ref.rollout.multi_turn.format", "hermes"),
-            ("actor_rollout_ref.rollout.agent.default_agent_loop", "tool_agent"),
+            # the tool agent loop's parser (hermes is VeRL's; llama3_json and mistral are verl_plugins')
+            ("actor_rollout_ref.rollout.multi_turn.format", spec.tool_call_format),
+            # the tool agent loop as verl_plugins' class: loading it loads those parsers in the worker
+            ("actor_rollout_ref.rollout.agent.agent_loop_config_path", str(layout.agent_loops)),
+            ("actor_rollout_ref.rollout.agent.default_agent_loop", TOOL_AGENT),
+        ]
+    items += lora_overrides(spec, "actor_rollout_ref.model")
+    if spec.lora.enabled:
+        items += [
+            # SGLang serves the adapter on base weights it loads from disk: only the adapter is synced
+            # each step (engine_workers.py: base_sync_done = "dummy" not in load_format; VeRL's LoRA doc
+            # calls load_format=safetensors required)
+            ("actor_rollout_ref.rollout.load_format", "safetensors"),
+            # gather the FSDP shards one layer at a time when collecting the adapter (lower peak memory;
+            # needs the base preloaded, which load_format=safetensors gives: fsdp_utils.collect_lora_params)
+            ("actor_rollout_ref.rollout.layered_summon", True),
         ]
     items += profile_overrides(spec, model_config)
     return [f"{key}={hydra_value(value)}" for key, value in items] + list(opts.extra_overrides)
 
 
+def lora_overrides(spec: RunSpec, model_key: str) -> list[tuple[str, Any]]:
+    """VeRL's FSDP LoRA settings (``HFModelConfig.lora_rank/lora_alpha/target_modules``; peft underneath).
+    The learning rate stays the spec's: LoRA usually wants a larger one, which is the spec's to choose."""
+    if not spec.lora.enabled:
+        return []
+    return [
+        (f"{model_key}.lora_rank", spec.lora.rank),
+        (f"{model_key}.lora_alpha", int(spec.lora.alpha)),
+        (f"{model_key}.target_modules", spec.lora.target_modules),
+    ]
+
+
+def build_sft_overrides(spec: RunSpec, layout: Layout, *, train_rows: int | None = None) -> list[str]:
+    """The Hydra overrides for ``verl.trainer.sft_trainer_ray`` (config ``sft_trainer_engine``).
+
+    The data is :func:`prepare_sft_dataset`'s (JSON conversation and tools per row, read by
+    :class:`~continuous_learning_trainer.verl_plugins.JsonMultiTurnSFTDataset`); token-budgeted
+    micro-batches over unpadded sequences, checkpoints to the work folder (``trainer.default_local_dir``),
+    LoRA as for GRPO.
+    """
+    validate_for_verl(spec, train_rows)
+    hp, res, opts = spec.hyperparameters, spec.resources, spec.verl
+    max_length = opts.max_prompt_length + hp.max_completion_tokens
+    items: list[tuple[str, Any]] = [
+        # data: the references as conversations
+        ("data.train_files", str(layout.sft_train_file)),
+        ("data.val_files", None),
+        ("data.train_batch_size", hp.prompts_per_step),
+        ("data.micro_batch_size_per_gpu", opts.micro_batch_size_per_gpu),
+        ("data.use_dynamic_bsz", True),
+        ("data.max_token_len_per_gpu", opts.max_tokens_per_gpu or max(max_length, 8192)),
+        ("data.max_length", max_length),
+        # prepare_sft_dataset leaves out conversations longer than max_length; this only guards
+        ("data.truncation", "right"),
+        ("data.pad_mode", "no_padding"),
+        ("data.messages_key", "messages"),
+        ("data.tools_key", "tools"),
+        ("data.custom_cls.path", f"pkg://{PLUGINS_MODULE}"),
+        ("data.custom_cls.name", SFT_DATASET),
+        # model and optimisation
+        ("model.path", str(layout.base_model)),
+        ("+model.override_config.attn_implementation", opts.attn_implementation),
+        ("optim.lr", hp.learning_rate),
+        # trainer: resources, steps, checkpoints, logging
+        ("trainer.nnodes", res.nnodes),
+        ("trainer.n_gpus_per_node", res.n_gpus_per_node),
+        ("trainer.total_training_steps", hp.max_steps),
+        ("trainer.total_epochs", total_epochs(spec, train_rows)),
+        ("trainer.save_freq", hp.checkpoint_every),
+        ("trainer.test_freq", -1),
+        ("trainer.seed", hp.seed),
+        ("trainer.resume_mode", "auto" if spec.resume else "disable"),
+        ("trainer.default_local_dir", str(layout.checkpoints)),
+        ("trainer.max_ckpt_to_keep", opts.max_checkpoints_to_keep),
+        ("trainer.project_name", PROJECT),
+        ("trainer.experiment_name", spec.run_id),
+        ("trainer.logger", list(opts.loggers)),
+        ("trainer.device", "cuda"),
+    ]
+    items += lora_overrides(spec, "model")
+    return [f"{key}={hydra_value(value)}" for key, value in items] + list(opts.extra_overrides)
+
+
+def trainer_command(spec: RunSpec, overrides: Sequence[str]) -> list[str]:
+    """The command line of the spec's VeRL run."""
+    entry = SFT_ENTRY if spec.algorithm == "sft" else PPO_ENTRY
+    return [sys.executable, "-m", entry, *overrides]
+
+
 # --------------------------------------------------------------------------- dataset preparation
 
 
-def prepare_dataset(source_uri: str, target: Path) -> tuple[int, list[dict[str, Any]]]:
-    """Download one split; tag rows for the tool agent loop when they carry tools.
+#: Why a row of a split is left out of a VeRL run (counts go to the log and the result's metrics).
+SCHEMA_CONFLICT = "a tool's schema differs from the one its name has in the run's tool config"
+TOO_LONG_PROMPT = "prompt longer than verl.max_prompt_length tokens"
+TOO_LONG_EXAMPLE = "conversation longer than verl.max_prompt_length + max_completion_tokens tokens"
+NO_REFERENCE = "no correction or positively rated answer"
+UNLOADABLE_TOOL = "a tool spec VeRL cannot load"
+EMPTY_REFERENCE = "the reference has neither text nor tool calls"
 
-    Returns the row count and the union of tool schemas (OpenAI function specs, first one per name).
-    Rows with tools get ``agent_name=tool_agent`` and ``extra_info.tool_selection`` (their own tools);
-    rows without get ``agent_name=single_turn_agent``.
-    """
+
+@dataclass
+class PreparedSplit:
+    """What :func:`prepare_dataset` / :func:`prepare_sft_dataset` wrote: rows kept, rows left out by reason."""
+
+    rows: int
+    skipped: dict[str, int]
+
+
+def _read_table(uri: str) -> Any:
     import io
 
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pq.read_table(io.BytesIO(storage.read_bytes(source_uri)))
-    rows = table.to_pylist()
-    tools: dict[str, dict[str, Any]] = {}
-    tagged = False
-    for row in rows:
-        specs = json.loads(row["extra_info"].get("tools_json") or "null") or []
-        names = []
-        for tool in specs:
-            function = tool.get("function", tool)
-            if "name" in function:
-                names.append(function["name"])
-                tools.setdefault(function["name"], {"type": "function", "function": function})
-        row["extra_info"]["tool_selection"] = names
-        row["agent_name"] = "tool_agent" if names else "single_turn_agent"
-        tagged = tagged or bool(names)
+    return pq.read_table(io.BytesIO(storage.read_bytes(uri)))
+
+
+def row_tools(row: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A reward-dataset row's tools (``extra_info.tools_json``) as VeRL's rollout hands them to the chat
+    template (:func:`continuous_learning.models.chat_templates.normalise_tools`, which evaluation renders
+    with too); raises ``ToolSchemaError`` for a spec VeRL would refuse to load."""
+    from continuous_learning.models.chat_templates import normalise_tools
+
+    tools_json = (row.get("extra_info") or {}).get("tools_json")
+    return normalise_tools(json.loads(tools_json) if tools_json else None) or []
+
+
+def chat_tokens(
+    tokenizer: Any, messages: list[dict[str, Any]], tools: Any, *, generation_prompt: bool
+) -> int:
+    """Token count of ``messages`` in the tokenizer's chat template: the call VeRL makes to build a
+    rollout prompt (verl/utils/tokenizer/chat_template.py: ``apply_chat_template(..., tokenize=True)``)."""
+    ids = tokenizer.apply_chat_template(
+        messages,
+        tools=tools or None,
+        add_generation_prompt=generation_prompt,
+        tokenize=True,
+        return_dict=False,
+    )
+    if isinstance(ids, Mapping):
+        ids = ids["input_ids"]
+    if ids and isinstance(ids[0], list):
+        ids = ids[0]
+    return len(ids)
+
+
+def chat_tokenizer(model_dir: Path) -> Any:
+    """The base model's tokenizer when it has a chat template (VeRL renders every prompt with it),
+    else None: prompts are then not measured here."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if not getattr(tokenizer, "chat_template", None):
+        log.warning("%s has no chat template: prompt lengths are not checked before VeRL starts", model_dir)
+        return None
+    return tokenizer
+
+
+def prepare_dataset(
+    source_uri: str,
+    target: Path,
+    registry: dict[str, dict[str, Any]],
+    *,
+    tokenizer: Any = None,
+    max_prompt_length: int | None = None,
+) -> PreparedSplit:
+    """Download one split and prepare its rows for the project's agent loops.
+
+    ``registry`` (tool name -> schema, filled in split order, first schema per name) becomes the run's
+    tool config: VeRL knows one schema per tool name, so a row whose tool has another schema under a
+    known name is left out (its prompt would show the other schema), and so is a row with a tool spec
+    VeRL would refuse to load (the whole run would stop). Rows with tools get ``agent_name=cl_tool_agent``
+    and ``extra_info.tool_selection`` (their tools, in their order: the tool agent loop shows those);
+    rows without get ``single_turn_agent``. With a ``tokenizer``, rows whose prompt (messages and tools
+    as VeRL passes them) has more than ``max_prompt_length`` tokens are left out.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from continuous_learning.models.chat_templates import ToolSchemaError, verl_messages
+
+    table = _read_table(source_uri)
+    kept: list[dict[str, Any]] = []
+    skipped: dict[str, int] = {}
+    for row in table.to_pylist():
+        try:
+            own = {schema["function"]["name"]: schema for schema in row_tools(row)}
+        except ToolSchemaError as exc:
+            log.warning("row %s left out: %s", (row.get("extra_info") or {}).get("interaction_id"), exc)
+            skipped[UNLOADABLE_TOOL] = skipped.get(UNLOADABLE_TOOL, 0) + 1
+            continue
+        if any(registry.get(name, schema) != schema for name, schema in own.items()):
+            skipped[SCHEMA_CONFLICT] = skipped.get(SCHEMA_CONFLICT, 0) + 1
+            continue
+        if tokenizer is not None and max_prompt_length:
+            length = chat_tokens(
+                tokenizer, verl_messages(row["prompt"]), list(own.values()), generation_prompt=True
+            )
+            if length > max_prompt_length:
+                skipped[TOO_LONG_PROMPT] = skipped.get(TOO_LONG_PROMPT, 0) + 1
+                continue
+        for name, schema in own.items():
+            registry.setdefault(name, schema)
+        row["extra_info"]["tool_selection"] = list(own)
+        row["agent_name"] = TOOL_AGENT if own else SINGLE_TURN_AGENT
+        kept.append(row)
+    extra = [f for f in table.schema.field("extra_info").type if f.name != "tool_selection"]
+    extra.append(pa.field("tool_selection", pa.list_(pa.string())))
+    fields = [
+        pa.field(f.name, pa.struct(extra)) if f.name == "extra_info" else f
+        for f in table.schema
+        if f.name != "agent_name"
+    ]
+    schema = pa.schema([*fields, pa.field("agent_name", pa.string())])
     target.parent.mkdir(parents=True, exist_ok=True)
-    if tagged:
-        pq.write_table(pa.Table.from_pylist(rows), target)
-    else:
-        pq.write_table(table, target)
-    return len(rows), list(tools.values())
+    pq.write_table(pa.Table.from_pylist(kept, schema=schema), target)
+    if skipped:
+        log.warning("%s: %d rows kept, left out: %s", source_uri, len(kept), skipped)
+    return PreparedSplit(len(kept), skipped)
+
+
+def _escape_interpolation(value: Any) -> Any:
+    """OmegaConf reads the tool config and resolves ``${...}`` in its strings: escape them."""
+    if isinstance(value, str):
+        return value.replace("${", "\\${")
+    if isinstance(value, list):
+        return [_escape_interpolation(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _escape_interpolation(v) for k, v in value.items()}
+    return value
 
 
 def write_tool_config(tools: list[dict[str, Any]], path: Path) -> None:
-    """VeRL's tool config: one native tool per schema. The tools are not executed in training (the
-    agent loop stops after ``max_assistant_turns`` and the reward scores the calls), so VeRL's
-    ``BaseTool`` serves as the stand-in implementation."""
+    """VeRL's tool config: one native tool per schema. ``tools`` are :func:`row_tools`' (VeRL's form:
+    VeRL validates them and hands the template the same dicts back), with ``${`` escaped for OmegaConf,
+    which reads the file. The tools are not executed in training (the agent loop stops after
+    ``max_assistant_turns`` and the reward scores the calls), so VeRL's ``BaseTool`` serves as the
+    stand-in implementation."""
     import yaml
 
     document = {
         "tools": [
-            {"class_name": "verl.tools.base_tool.BaseTool", "config": {"type": "native"}, "tool_schema": tool}
+            {
+                "class_name": "verl.tools.base_tool.BaseTool",
+                "config": {"type": "native"},
+                "tool_schema": _escape_interpolation(tool),
+            }
             for tool in tools
         ]
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    path.write_text(yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
+
+
+def write_agent_loop_config(path: Path) -> None:
+    """``rollout.agent.agent_loop_config_path``: the project's agent loops (verl_plugins)."""
+    import yaml
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(agent_loop_config(), sort_keys=False))
+
+
+def sft_answer(reference: Mapping[str, Any], tool_call_format: str) -> str:
+    """The reference answer as the model writes it: its tool calls in the run's tool-call format (the
+    format the reward parses), else its text; the CPU engine's SFT writes the same."""
+    from continuous_learning.models.tool_calls import format_calls
+
+    calls = reference.get("tool_calls") or []
+    if calls:
+        return format_calls(
+            [{"name": c["name"], "arguments": c["arguments"]} for c in calls],
+            tool_call_format,  # type: ignore[arg-type]
+        )
+    return str(reference.get("content") or "")
+
+
+def prepare_sft_dataset(
+    source_uri: str,
+    target: Path,
+    tool_call_format: str,
+    *,
+    tokenizer: Any = None,
+    max_length: int | None = None,
+) -> PreparedSplit:
+    """The SFT data of one split: each reference (a correction, or a positively rated answer) as a
+    conversation, the prompt's messages with the reference answer appended as the assistant turn.
+
+    Columns ``messages`` and ``tools`` are JSON text (read by ``JsonMultiTurnSFTDataset``): a struct
+    column would give each row every other row's keys. Tools are in the form the RL rollout shows them,
+    so SFT trains on the prompts GRPO and evaluation render. With a ``tokenizer``, conversations longer
+    than ``max_length`` tokens are left out (VeRL would otherwise cut the answer off).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from continuous_learning.models.chat_templates import ToolSchemaError, verl_messages
+
+    records: list[dict[str, str]] = []
+    skipped: dict[str, int] = {}
+    for row in _read_table(source_uri).to_pylist():
+        extra = row.get("extra_info") or {}
+        if extra.get("reference_source") not in SFT_SOURCES:
+            skipped[NO_REFERENCE] = skipped.get(NO_REFERENCE, 0) + 1
+            continue
+        answer = sft_answer(json.loads(row["reward_model"]["ground_truth"]), tool_call_format)
+        if not answer:
+            skipped[EMPTY_REFERENCE] = skipped.get(EMPTY_REFERENCE, 0) + 1
+            continue
+        # the prompt in the shape VeRL's rollout renders it (and evaluation), the answer appended
+        messages = verl_messages([*row["prompt"], {"role": "assistant", "content": answer}])
+        try:
+            tools = row_tools(row)
+        except ToolSchemaError:
+            skipped[UNLOADABLE_TOOL] = skipped.get(UNLOADABLE_TOOL, 0) + 1
+            continue
+        if (
+            tokenizer is not None
+            and max_length
+            and chat_tokens(tokenizer, messages, tools, generation_prompt=False) > max_length
+        ):
+            skipped[TOO_LONG_EXAMPLE] = skipped.get(TOO_LONG_EXAMPLE, 0) + 1
+            continue
+        records.append(
+            {
+                "messages": json.dumps(messages, ensure_ascii=False),
+                "tools": json.dumps(tools, ensure_ascii=False) if tools else "",
+                "interaction_id": str(extra.get("interaction_id") or ""),
+                "reference_source": str(extra.get("reference_source")),
+            }
+        )
+    schema = pa.schema(
+        [(name, pa.string()) for name in ("messages", "tools", "interaction_id", "reference_source")]
+    )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(records, schema=schema), target)
+    if skipped:
+        log.warning("%s: %d SFT examples, left out: %s", source_uri, len(records), skipped)
+    return PreparedSplit(len(records), skipped)
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -518,7 +891,9 @@ TOKENIZER_FILES = (
 )
 
 
-def merge_command(actor_dir: Path, target_dir: Path) -> list[str]:
+def merge_command(local_dir: Path, target_dir: Path) -> list[str]:
+    """VeRL's merger of one FSDP checkpoint (``global_step_N/actor`` of main_ppo, ``global_step_N`` of
+    the SFT trainer) into a Hugging Face folder."""
     return [
         sys.executable,
         "-m",
@@ -527,15 +902,53 @@ def merge_command(actor_dir: Path, target_dir: Path) -> list[str]:
         "--backend",
         "fsdp",
         "--local_dir",
-        str(actor_dir),
+        str(local_dir),
         "--target_dir",
         str(target_dir),
     ]
 
 
+#: Where VeRL's merger puts a LoRA checkpoint's adapter (verl/model_merger/base_model_merger.py,
+#: ``save_lora_adapter``): ``adapter_config.json`` + ``adapter_model.safetensors``, peft's layout.
+VERL_ADAPTER_DIR = "lora_adapter"
+
+
+def merge_lora_adapter(verl_merged: Path, target: Path) -> Path:
+    """The servable model of a LoRA run, in ``target``; returns the adapter's folder.
+
+    VeRL's merger does not merge a LoRA checkpoint: it moves the ``lora_A``/``lora_B`` tensors to
+    ``lora_adapter/`` (rank and alpha from ``lora_train_meta.json``, target modules from the tensor
+    names) and saves the *base* weights (``base_layer`` renamed back) as the model. Serving that folder
+    would serve the base model, so the adapter is merged into it here with peft (``merge_and_unload``).
+    """
+    import torch
+    from peft import PeftModel
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    adapter = verl_merged / VERL_ADAPTER_DIR
+    if not (adapter / "adapter_config.json").is_file():
+        raise RuntimeError(f"a LoRA run, but VeRL's merger wrote no adapter in {adapter}")
+    saved = getattr(AutoConfig.from_pretrained(verl_merged), "dtype", None)
+    saved = getattr(torch, saved) if isinstance(saved, str) else saved
+    # merged in fp32 (B @ A added to the weights without bf16 rounding), saved in the merger's dtype
+    base = AutoModelForCausalLM.from_pretrained(verl_merged, dtype=torch.float32)
+    merged = PeftModel.from_pretrained(base, adapter).merge_and_unload()
+    if isinstance(saved, torch.dtype) and saved != torch.float32:
+        merged = merged.to(saved)
+    if target.exists():
+        shutil.rmtree(target)
+    merged.save_pretrained(target)
+    for name in TOKENIZER_FILES:
+        if (verl_merged / name).exists():
+            shutil.copy2(verl_merged / name, target / name)
+    log.info("LoRA adapter %s merged into the base weights: %s", adapter, target)
+    return adapter
+
+
 def validate_hf_model(model_dir: Path, base_model: Path | None = None) -> dict[str, float]:
     """A merged model is usable when transformers reads its config, tokenizer files are there (copied
-    from the base model when the merge left them out) and every safetensors file opens."""
+    from the base model when the merge left them out) and every safetensors file opens with plain
+    weights (no peft ``lora_``/``base_layer`` tensors: an unmerged adapter does not serve)."""
     from safetensors import safe_open
     from transformers import AutoConfig
 
@@ -555,6 +968,8 @@ def validate_hf_model(model_dir: Path, base_model: Path | None = None) -> dict[s
     for shard in shards:
         with safe_open(str(shard), framework="pt") as fh:
             for key in fh.keys():  # noqa: SIM118 - safe_open is not a mapping
+                if ".lora_" in key or ".base_layer." in key:
+                    raise ValueError(f"{shard.name} holds the unmerged LoRA tensor {key}")
                 tensors += 1
                 parameters += math.prod(fh.get_slice(key).get_shape())
     return {"model_tensors": float(tensors), "model_parameters": float(parameters)}
@@ -591,16 +1006,24 @@ def keep_earlier_metrics(layout: Layout) -> None:
 
 
 def summarise(history: list[dict[str, float]], train_rows: int) -> dict[str, float]:
+    """Run metrics from VeRL's per-step log: reward (RL) and loss (SFT, ``train/loss``) at the start and
+    the end (means over the first and last quarter of the steps)."""
     rewards = [h["critic/score/mean"] for h in history if "critic/score/mean" in h]
     window = max(1, len(rewards) // 4)
     last = history[-1] if history else {}
-    return {
+    summary = {
         "reward_first": sum(rewards[:window]) / window if rewards else 0.0,
         "reward_last": sum(rewards[-window:]) / window if rewards else 0.0,
         "response_length_last": last.get("response_length/mean", 0.0),
         "step_seconds_last": last.get("timing_s/step", 0.0),
         "train_rows": float(train_rows),
     }
+    losses = [h["train/loss"] for h in history if "train/loss" in h]
+    if losses:
+        loss_window = max(1, len(losses) // 4)
+        summary["loss_first"] = sum(losses[:loss_window]) / loss_window
+        summary["loss_last"] = sum(losses[-loss_window:]) / loss_window
+    return summary
 
 
 def versions() -> dict[str, str]:
@@ -658,20 +1081,62 @@ def train(spec: RunSpec, *, runner: CommandRunner = run_command) -> TrainResult:
     return result
 
 
+def upload_latest_checkpoint(local_dir: Path, checkpoints_uri: str, keep: int) -> int | None:
+    """Upload the last committed local checkpoint unless storage already has it (trainers without a
+    checkpoint callback: VeRL's SFT trainer); returns its step."""
+    step = latest_local_step(local_dir)
+    if step is None or not (local_dir / f"global_step_{step}").is_dir():
+        return None
+    tracker_uri = storage.join(checkpoints_uri, TRACKER)
+    if storage.exists(tracker_uri) and int(storage.read_bytes(tracker_uri).decode().strip() or 0) >= step:
+        return step
+    upload_checkpoint(local_dir / f"global_step_{step}", checkpoints_uri, step, keep)
+    return step
+
+
+def _prepare_data(spec: RunSpec, layout: Layout, tokenizer: Any) -> tuple[int, bool, dict[str, int]]:
+    """Write the run's data files; (train rows, whether rollouts have tools, rows left out by reason)."""
+    opts, hp = spec.verl, spec.hyperparameters
+    if spec.algorithm == "sft":
+        sft = prepare_sft_dataset(
+            spec.dataset.train_uri,
+            layout.sft_train_file,
+            spec.tool_call_format,
+            tokenizer=tokenizer,
+            max_length=opts.max_prompt_length + hp.max_completion_tokens,
+        )
+        return sft.rows, False, sft.skipped
+    registry: dict[str, dict[str, Any]] = {}
+    train = prepare_dataset(
+        spec.dataset.train_uri,
+        layout.train_file,
+        registry,
+        tokenizer=tokenizer,
+        max_prompt_length=opts.max_prompt_length,
+    )
+    prepare_dataset(
+        spec.dataset.validation_uri,
+        layout.val_file,
+        registry,
+        tokenizer=tokenizer,
+        max_prompt_length=opts.max_prompt_length,
+    )
+    if registry:
+        write_tool_config(list(registry.values()), layout.tool_config)
+        write_agent_loop_config(layout.agent_loops)
+    return train.rows, bool(registry), train.skipped
+
+
 def _train(spec: RunSpec, layout: Layout, runner: CommandRunner, started: datetime) -> TrainResult:
     layout.root.mkdir(parents=True, exist_ok=True)
     if not (layout.base_model / "config.json").exists():
         storage.download_dir(spec.base_model_uri.rstrip("/") + "/", layout.base_model)
-    train_rows, tools = prepare_dataset(spec.dataset.train_uri, layout.train_file)
-    _, val_tools = prepare_dataset(spec.dataset.validation_uri, layout.val_file)
-    known = {t["function"]["name"] for t in tools}
-    tools += [t for t in val_tools if t["function"]["name"] not in known]
-    if tools:
-        write_tool_config(tools, layout.tool_config)
+    train_rows, has_tools, skipped = _prepare_data(spec, layout, chat_tokenizer(layout.base_model))
     checkpoints_uri = storage.join(spec.output_uri, "checkpoints")
+    keep = spec.verl.max_checkpoints_to_keep
     if spec.resume:
         restore_checkpoint(checkpoints_uri, layout.checkpoints)
-    write_upload_manifest(layout.checkpoints, checkpoints_uri, spec.verl.max_checkpoints_to_keep)
+    write_upload_manifest(layout.checkpoints, checkpoints_uri, keep)
     model_config = json.loads((layout.base_model / "config.json").read_text())
     parameters = model_parameters(model_config)
     log.info(
@@ -681,29 +1146,52 @@ def _train(spec: RunSpec, layout: Layout, runner: CommandRunner, started: dateti
         f"{parameters:,}" if parameters else "?",
     )
     overrides = build_overrides(
-        spec, layout, has_tools=bool(tools), train_rows=train_rows, model_config=model_config
+        spec, layout, has_tools=has_tools, train_rows=train_rows, model_config=model_config
     )
     env = {**os.environ, **WORKER_ENV, "VERL_FILE_LOGGER_PATH": str(layout.metrics), "PYTHONUNBUFFERED": "1"}
     env.setdefault("RAY_ADDRESS", "auto")  # the cluster this job runs in; never start a new one
     keep_earlier_metrics(layout)
-    runner([sys.executable, "-m", "verl.trainer.main_ppo", *overrides], env)
+    sft = spec.algorithm == "sft"
+    try:
+        runner(trainer_command(spec, overrides), env)
+    finally:
+        if sft:  # no checkpoint callback in the SFT trainer: make its last checkpoint durable now
+            try:
+                upload_latest_checkpoint(layout.checkpoints, checkpoints_uri, keep)
+            except Exception:
+                log.exception("could not upload the SFT trainer's last checkpoint")
 
     step = latest_local_step(layout.checkpoints)
     if step is None:
         raise RuntimeError(f"VeRL finished without a checkpoint in {layout.checkpoints}")
     if layout.merged.exists():
         shutil.rmtree(layout.merged)
-    runner(merge_command(layout.checkpoints / f"global_step_{step}" / "actor", layout.merged), env)
-    model_metrics = validate_hf_model(layout.merged, layout.base_model)
+    step_dir = layout.checkpoints / f"global_step_{step}"
+    runner(merge_command(step_dir if sft else step_dir / "actor", layout.merged), env)
+    model_dir, adapter_dir = layout.merged, None
+    if spec.lora.enabled:
+        adapter_dir = merge_lora_adapter(layout.merged, layout.lora_merged)
+        model_dir = layout.lora_merged
+    model_metrics = validate_hf_model(model_dir, layout.base_model)
     model_uri = storage.join(spec.output_uri, "model")
     storage.store_for(model_uri).delete_prefix(model_uri + "/")
-    storage.upload_dir(layout.merged, model_uri)
+    storage.upload_dir(model_dir, model_uri)
+    adapter_uri = None
+    if adapter_dir is not None:
+        adapter_uri = storage.join(spec.output_uri, "adapter")
+        storage.store_for(adapter_uri).delete_prefix(adapter_uri + "/")
+        storage.upload_dir(adapter_dir, adapter_uri)
     history = read_history(layout.metrics, layout.earlier_metrics)
     result = TrainResult.succeeded(
         spec,
         model_uri=model_uri,
+        adapter_uri=adapter_uri,
         steps=step,
-        metrics={**summarise(history, train_rows), **model_metrics},
+        metrics={
+            **summarise(history, train_rows),
+            **model_metrics,
+            "rows_left_out": float(sum(skipped.values())),
+        },
         history=history,
         versions=versions(),
         started_at=started,
