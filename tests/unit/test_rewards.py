@@ -6,6 +6,7 @@ import pytest
 from continuous_learning.contracts import RewardWeights
 from continuous_learning_trainer.rewards import (
     compute_score,
+    format_reference,
     format_tool_call,
     parse_response,
     score_response,
@@ -87,3 +88,56 @@ def test_verl_entry_point_reads_json_ground_truth() -> None:
     response = format_tool_call("get_weather", {"city": "Paris", "day": "today"})
     score = compute_score("agent/travel", response, json.dumps(REFERENCE), {"tools_json": json.dumps(TOOLS)})
     assert score == pytest.approx(1.0)
+
+
+def test_a_tool_call_reference_answered_without_a_call_is_not_format_valid() -> None:
+    for response in ("It is sunny in Paris today.", ""):
+        score = score_response(response, REFERENCE, TOOLS)
+        assert not score.format_valid, response
+        assert score.total == 0.0
+    text_reference = {"content": "It is sunny in Paris", "tool_calls": [], "negatives": []}
+    assert score_response("It is sunny in Paris", text_reference).format_valid
+
+
+LLAMA_CALL = '{"name": "get_weather", "parameters": {"city": "Paris", "day": "today"}}'
+MISTRAL_CALL = '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Paris", "day": "today"}}]'
+HERMES_CALL = (
+    '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris", "day": "today"}}\n</tool_call>'
+)
+
+
+@pytest.mark.parametrize(
+    ("response", "fmt"),
+    [
+        (LLAMA_CALL, "llama3_json"),
+        ("<|python_tag|>" + LLAMA_CALL + "<|eom_id|>", "llama3_json"),
+        (MISTRAL_CALL, "mistral"),
+        (MISTRAL_CALL.removeprefix("[TOOL_CALLS]"), "mistral"),  # decoded with skip_special_tokens
+        ('[TOOL_CALLS]get_weather[ARGS]{"city": "Paris", "day": "today"}', "mistral"),
+        (HERMES_CALL, "hermes"),
+    ],
+)
+def test_each_familys_correct_call_gets_full_reward_in_its_format_only(response: str, fmt: str) -> None:
+    score = score_response(response, REFERENCE, TOOLS, tool_call_format=fmt)  # type: ignore[arg-type]
+    assert score.total == pytest.approx(1.0) and score.format_valid
+    for other in ("hermes", "llama3_json", "mistral"):
+        if other != fmt:
+            assert score_response(response, REFERENCE, TOOLS, tool_call_format=other).total == 0.0, other  # type: ignore[arg-type]
+
+
+def test_format_reference_per_format_and_parse_response_wrapper() -> None:
+    assert format_reference(REFERENCE) == HERMES_CALL
+    assert format_reference(REFERENCE, "llama3_json") == LLAMA_CALL
+    assert format_reference(REFERENCE, "mistral") == MISTRAL_CALL
+    assert format_reference({"content": "Hello", "tool_calls": []}, "mistral") == "Hello"
+    assert format_tool_call("get_weather", {"city": "Paris", "day": "today"}) == HERMES_CALL
+    assert parse_response(LLAMA_CALL, "llama3_json").tool_calls == REFERENCE["tool_calls"]
+    assert parse_response(LLAMA_CALL).tool_calls == []
+
+
+def test_verl_entry_point_takes_the_tool_call_format() -> None:
+    truth, extra = json.dumps(REFERENCE), {"tools_json": json.dumps(TOOLS)}
+    assert compute_score(
+        "agent/travel", LLAMA_CALL, truth, extra, tool_call_format="llama3_json"
+    ) == pytest.approx(1.0)
+    assert compute_score("agent/travel", LLAMA_CALL, truth, extra) == 0.0

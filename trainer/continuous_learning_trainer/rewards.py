@@ -15,22 +15,23 @@ To add a component: compute it in :func:`score_response`, add its weight to ``Re
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 import jsonschema
-from continuous_learning.contracts import RewardWeights
+from continuous_learning.contracts import RewardWeights, ToolCallFormat
+from continuous_learning.models.tool_calls import ParsedResponse, format_calls, parse
 
-TOOL_CALL_RE = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
-
-
-@dataclass(frozen=True)
-class ParsedResponse:
-    text: str
-    tool_calls: list[dict[str, Any]]
-    malformed_calls: int
+__all__ = [
+    "ParsedResponse",
+    "RewardBreakdown",
+    "compute_score",
+    "format_reference",
+    "format_tool_call",
+    "parse_response",
+    "score_response",
+]
 
 
 @dataclass(frozen=True)
@@ -44,43 +45,20 @@ class RewardBreakdown:
 
 
 def format_tool_call(name: str, arguments: dict[str, Any]) -> str:
-    """The text form of one tool call, as the CPU engine's models read and write it."""
-    body = json.dumps({"name": name, "arguments": arguments}, separators=(",", ":"))
-    return f"<tool_call>{body}</tool_call>"
+    """The Hermes text of one tool call (what the CPU engine's models and Qwen-style models write)."""
+    return format_calls([{"name": name, "arguments": arguments}], "hermes")
 
 
-def format_reference(reference: dict[str, Any]) -> str:
-    calls = "".join(format_tool_call(c["name"], c["arguments"]) for c in reference.get("tool_calls") or [])
-    return calls or (reference.get("content") or "")
+def format_reference(reference: dict[str, Any], tool_call_format: ToolCallFormat = "hermes") -> str:
+    """What a model of ``tool_call_format`` writes for the reference: its calls, else its text."""
+    calls = reference.get("tool_calls") or []
+    if calls:
+        return format_calls(calls, tool_call_format)
+    return reference.get("content") or ""
 
 
-def parse_response(text: str) -> ParsedResponse:
-    calls = []
-    malformed = 0
-    for body in TOOL_CALL_RE.findall(text):
-        try:
-            call = json.loads(body)
-        except json.JSONDecodeError:
-            malformed += 1
-            continue
-        if not isinstance(call, dict) or not isinstance(call.get("name"), str):
-            malformed += 1
-            continue
-        arguments = call.get("arguments", {})
-        if isinstance(arguments, str):
-            try:
-                arguments = json.loads(arguments)
-            except json.JSONDecodeError:
-                malformed += 1
-                continue
-        if not isinstance(arguments, dict):
-            malformed += 1
-            continue
-        calls.append({"name": call["name"], "arguments": arguments})
-    if "<tool_call>" in text and text.count("<tool_call>") > len(calls) + malformed:
-        malformed += text.count("<tool_call>") - len(calls) - malformed
-    remainder = TOOL_CALL_RE.sub("", text).strip()
-    return ParsedResponse(remainder, calls, malformed)
+def parse_response(text: str, tool_call_format: ToolCallFormat = "hermes") -> ParsedResponse:
+    return parse(text, tool_call_format)
 
 
 def _tool_schemas(tools: list[dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
@@ -128,13 +106,23 @@ def score_response(
     reference: dict[str, Any],
     tools: list[dict[str, Any]] | None = None,
     weights: RewardWeights | None = None,
+    tool_call_format: ToolCallFormat = "hermes",
 ) -> RewardBreakdown:
+    """Score ``response`` (written in the model family's ``tool_call_format``) against ``reference``.
+
+    ``format_valid``: every call parses and validates against its tool's schema, and -- for a tool-call
+    reference -- the response makes at least one call (a response without any call is not a valid answer
+    to a reference that calls a tool)."""
     weights = weights or RewardWeights()
-    parsed = parse_response(response)
+    parsed = parse(response, tool_call_format)
     ref_calls = reference.get("tool_calls") or []
     negatives = reference.get("negatives") or []
     schemas = _tool_schemas(tools)
-    format_valid = parsed.malformed_calls == 0 and all(_valid_against(c, schemas) for c in parsed.tool_calls)
+    format_valid = (
+        parsed.malformed_calls == 0
+        and all(_valid_against(c, schemas) for c in parsed.tool_calls)
+        and (bool(parsed.tool_calls) or not ref_calls)
+    )
     name_score = args_score = text_score = 0.0
     if ref_calls:
         ref_names = Counter(c["name"] for c in ref_calls)
@@ -156,7 +144,7 @@ def score_response(
             matched += max(best - extra, 0) if ref["arguments"] else 1
         args_score = matched / total if total else 0.0
         total_score = (
-            weights.format * float(format_valid and bool(parsed.tool_calls))
+            weights.format * float(format_valid)
             + weights.tool_name * name_score
             + weights.arguments * args_score
         ) / max(weights.format + weights.tool_name + weights.arguments, 1e-9)
@@ -189,10 +177,12 @@ def compute_score(
     """VeRL's ``reward.custom_reward_function`` entry point.
 
     ``reward_kwargs`` are VeRL's ``reward.custom_reward_function.reward_kwargs`` (the run spec's
-    ``RewardWeights`` fields, e.g. ``format=0.2``); other keyword arguments VeRL passes are ignored.
+    ``RewardWeights`` fields, e.g. ``format=0.2``, and ``tool_call_format``, default ``hermes``); other
+    keyword arguments VeRL passes are ignored.
     """
     tools_json = (extra_info or {}).get("tools_json")
     tools = json.loads(tools_json) if tools_json else None
     fields = RewardWeights.model_fields
     weights = RewardWeights(**{k: float(v) for k, v in reward_kwargs.items() if k in fields})
-    return score_response(solution_str, json.loads(ground_truth), tools, weights).total
+    fmt = reward_kwargs.get("tool_call_format", "hermes")
+    return score_response(solution_str, json.loads(ground_truth), tools, weights, fmt).total
