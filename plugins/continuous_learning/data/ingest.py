@@ -18,7 +18,6 @@ functions run as Ray Data maps on a Ray cluster. Every line read is accounted fo
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import json
@@ -47,13 +46,13 @@ from continuous_learning import storage
 from continuous_learning.data.pii import Redactor
 from continuous_learning.data.schema import (
     CURATED_SCHEMA,
-    KNOWN_FIELDS,
     QUARANTINE_SCHEMA,
     InteractionV1,
     RecordError,
     decode_interaction,
-    decode_late_feedback,
+    read_late_feedback,
     to_builtins,
+    unlisted_fields,
 )
 
 log = logging.getLogger(__name__)
@@ -64,6 +63,7 @@ CHUNK_BYTES = 64 * 1024 * 1024  # large uncompressed local files are staged in p
 _GZIP_RATIO = 6  # planning estimate of compressed -> raw size
 _RAW_KEEP = 65_536  # bytes of an over-size line kept in quarantine
 _READ_BLOCK = 4 * 1024 * 1024
+_GZIP_READ_BLOCK = 256 * 1024  # compressed bytes per step; a corrupt step is searched for its last good byte
 _SPILL_BUFFER_BYTES = 24 * 1024 * 1024  # rows a stage holds (all shards together) before writing them out
 # pyarrow's default row-group size: the quarantine file is written in these pieces, as pq.write_table would.
 _QUARANTINE_ROW_GROUP = 1024 * 1024
@@ -145,23 +145,146 @@ def shard_of(interaction_id: str, shards: int) -> int:
     return int.from_bytes(hashlib.blake2b(interaction_id.encode(), digest_size=8).digest(), "big") % shards
 
 
-def _open_lines(uri: str) -> IO[bytes]:
-    stream = storage.store_for(uri).open_read(uri)
-    if uri.endswith(".gz"):
-        return gzip.GzipFile(fileobj=stream)  # type: ignore[return-value]
-    return stream
+@dataclass(frozen=True)
+class StreamNote:
+    """What a reader says about a line that is not an ordinary complete line, or about a stream that failed.
+
+    ``broken``: the stream failed (a truncated or corrupt gzip stream, a read error); a line that comes with
+    this note is the incomplete remainder before the failure, and is quarantined without being decoded.
+    Otherwise the line is the last of its file and has no line break: it is read like any other line (the
+    note is added to the reason if it is not JSON, since the file may have been cut there)."""
+
+    reason: str
+    broken: bool
 
 
-def iter_lines(uri: str) -> Iterator[tuple[int, bytes | None, str | None]]:
-    """(line number, line, error). A broken gzip stream yields one error after its good lines."""
-    number = 0
+# (line number, line, note): an ordinary line has no note; a failed stream ends with (number, None, note)
+# when nothing of a line was left, or with the incomplete remainder and its note.
+Line = tuple[int, bytes | None, StreamNote | None]
+
+
+class _StreamError(Exception):
+    """Raised by a block reader after its last good block; the message says what failed, and where."""
+
+
+def _raw_blocks(stream: IO[bytes]) -> Iterator[bytes]:
     try:
-        with _open_lines(uri) as stream:
-            for line in stream:
+        while block := stream.read(_READ_BLOCK):
+            yield block
+    except OSError as exc:
+        raise _StreamError(f"read error: {exc}") from None
+
+
+def _gunzip_blocks(stream: IO[bytes]) -> Iterator[bytes]:
+    """The decompressed bytes of a gzip stream (members one after another, zero padding between them
+    skipped, as :mod:`gzip` reads them), in blocks. When the stream is cut off or corrupt, every byte that
+    can be decompressed before the break is yielded, then :class:`_StreamError` says where it broke."""
+    decompressor = zlib.decompressobj(wbits=31)
+    member_done = False
+    consumed = 0  # compressed bytes fed to the decompressors and used by them
+    pending = b""
+    while True:
+        if not pending:
+            try:
+                pending = stream.read(_GZIP_READ_BLOCK)
+            except OSError as exc:
+                raise _StreamError(f"read error: after {consumed} compressed bytes ({exc})") from None
+            if not pending:
+                break
+        if member_done:  # another member follows, or zero padding
+            stripped = pending.lstrip(b"\0")
+            consumed += len(pending) - len(stripped)
+            pending = stripped
+            if not pending:
+                continue
+            decompressor, member_done = zlib.decompressobj(wbits=31), False
+        before = decompressor.copy()
+        try:
+            out = decompressor.decompress(pending)
+        except zlib.error as exc:
+            good = _longest_good_prefix(before, pending)
+            if out := before.decompress(pending[:good]):
+                yield out
+            raise _StreamError(f"corrupt gzip stream: at compressed byte {consumed + good} ({exc})") from None
+        if decompressor.eof:
+            rest = decompressor.unused_data
+            consumed += len(pending) - len(rest)
+            pending, member_done = rest, True
+        else:
+            consumed, pending = consumed + len(pending), b""
+        if out:
+            yield out
+    if not member_done:
+        raise _StreamError(
+            f"truncated gzip stream: the file ends after {consumed} compressed bytes, "
+            "before the end-of-stream marker"
+        )
+
+
+def _longest_good_prefix(decompressor: Any, data: bytes) -> int:
+    """The length of the longest prefix of ``data`` that ``decompressor`` (left as it is) takes without an
+    error: a corrupt block still gives the bytes decoded before the corruption."""
+    low, high = 0, len(data)  # data[:low] is good, data[:high] is not
+    while high - low > 1:
+        middle = (low + high) // 2
+        try:
+            decompressor.copy().decompress(data[:middle])
+        except zlib.error:
+            high = middle
+        else:
+            low = middle
+    return low
+
+
+def _split_lines(blocks: Iterator[bytes], start: int, gzip_stream: bool, ends: bool) -> Iterator[Line]:
+    """Lines of a stream of blocks, numbered from 1. ``start``: the offset of the first block in its file.
+    ``ends``: whether lines keep their line break. After a :class:`_StreamError` the remainder, if any, is
+    yielded with a broken note giving its offset (in the decompressed stream for gzip files)."""
+    number = 0
+    offset = start  # of the first byte not yet in a yielded line
+    pending: list[bytes] = []  # the start of a line that continues in a later block
+    failure = None
+    try:
+        for block in blocks:
+            if b"\n" not in block:
+                pending.append(block)
+                continue
+            buffer = b"".join((*pending, block)) if pending else block
+            lines = io.BytesIO(buffer).readlines() if ends else buffer.split(b"\n")
+            rest = (b"" if lines[-1].endswith(b"\n") else lines.pop()) if ends else lines.pop()
+            pending = [rest] if rest else []
+            offset += len(buffer) - len(rest)
+            for line in lines:
                 number += 1
                 yield number, line, None
-    except (EOFError, OSError, zlib.error) as exc:
-        yield number + 1, None, f"truncated or corrupt gzip stream after line {number}: {exc}"
+    except _StreamError as exc:
+        failure = str(exc)
+    remainder = b"".join(pending)
+    where = "of the decompressed stream" if gzip_stream else "of the file"
+    if failure is None:
+        if remainder:
+            note = f"the file's last line (byte {offset} {where}) has no line break: the file may be cut off"
+            yield number + 1, remainder, StreamNote(note, broken=False)
+    elif remainder.strip():
+        note = (
+            f"truncated record: {failure}, inside line {number + 1}, which starts at byte {offset} {where} "
+            f"and has {len(remainder)} bytes before the break"
+        )
+        yield number + 1, remainder, StreamNote(note, broken=True)
+    else:
+        note = (
+            f"{failure}; the lines before byte {offset + len(remainder)} {where} (line {number}) are complete"
+        )
+        yield number + 1, None, StreamNote(note, broken=True)
+
+
+def iter_lines(uri: str) -> Iterator[Line]:
+    """(line number, line with its line break, note) of a raw file. Every line complete before a stream
+    error comes first; see :class:`StreamNote` for the notes."""
+    gzip_stream = uri.endswith(".gz")
+    with storage.store_for(uri).open_read(uri) as stream:
+        blocks = _gunzip_blocks(stream) if gzip_stream else _raw_blocks(stream)
+        yield from _split_lines(blocks, 0, gzip_stream, ends=True)
 
 
 @dataclass(frozen=True)
@@ -173,7 +296,7 @@ class Chunk:
     start: int = 0
     end: int | None = None  # None: the whole file
 
-    def iter_lines(self) -> Iterator[tuple[int, bytes | None, str | None]]:
+    def iter_lines(self) -> Iterator[Line]:
         """Like :func:`iter_lines`; line numbers count from the chunk's start. Lines of uncompressed
         local files are cut from large blocks and come without their line break."""
         if self.uri.startswith("file://") and not self.uri.endswith(".gz"):
@@ -182,24 +305,25 @@ class Chunk:
             yield from iter_lines(self.uri)
 
 
-def _local_lines(path: Path, start: int, end: int | None) -> Iterator[tuple[int, bytes | None, str | None]]:
-    remaining = -1 if end is None else end - start
-    number = 0
-    rest = b""
-    with path.open("rb", buffering=0) as stream:
-        stream.seek(start)
+def _local_blocks(stream: IO[bytes], remaining: int) -> Iterator[bytes]:
+    """Blocks of an open file up to ``remaining`` bytes (-1: to its end)."""
+    try:
         while remaining:
             block = stream.read(_READ_BLOCK if remaining < 0 else min(_READ_BLOCK, remaining))
             if not block:
                 break
             remaining -= len(block) if remaining > 0 else 0
-            lines = (rest + block if rest else block).split(b"\n")
-            rest = lines.pop()
-            for line in lines:
-                number += 1
-                yield number, line, None
-    if rest:
-        yield number + 1, rest, None
+            yield block
+    except OSError as exc:
+        raise _StreamError(f"read error: {exc}") from None
+
+
+def _local_lines(path: Path, start: int, end: int | None) -> Iterator[Line]:
+    with path.open("rb", buffering=0) as stream:
+        stream.seek(start)
+        yield from _split_lines(
+            _local_blocks(stream, -1 if end is None else end - start), start, False, False
+        )
 
 
 def plan_chunks(objects: list[storage.ObjectInfo], chunk_bytes: int = CHUNK_BYTES) -> list[Chunk]:
@@ -366,7 +490,7 @@ def _curated_fields(record: InteractionV1, generic: dict[str, Any], redactor: Re
     """The curated columns of one valid record, from ``timestamp`` to ``pii_feedback`` in ``_STAGED_SCHEMA``."""
     counts = redactor.counts
     messages_json = _dumps(_redact_messages(to_builtins(record.messages), redactor))
-    metadata = {k: v for k, v in generic.items() if k not in KNOWN_FIELDS}
+    metadata = unlisted_fields(record, generic)
     metadata_json = _dumps(_redact_tree(metadata, redactor))
     pii = _encode_counts(counts) if counts else None
     counts.clear()
@@ -400,10 +524,15 @@ def stage_chunk(chunk: Chunk, shards: int, spill_dir: str, max_record_bytes: int
     redactor = Redactor()
     uri = chunk.uri
     number = 0
-    for number, line, error in chunk.iter_lines():
-        if line is None:
-            quarantine.add(_quarantine_row(uri, number, "file", error or "unreadable", None))
+    for number, line, note in chunk.iter_lines():
+        if note is not None and note.broken:
+            if line is None or not line.strip():
+                quarantine.add(_quarantine_row(uri, number, "file", note.reason, None))
+            else:  # the incomplete remainder before a stream error: a record read, quarantined
+                stage.read += 1
+                quarantine.add(_quarantine_row(uri, number, "record", note.reason, line))
             continue
+        assert line is not None
         if not line.strip():
             stage.blank_lines += 1
             continue
@@ -421,7 +550,10 @@ def stage_chunk(chunk: Chunk, shards: int, spill_dir: str, max_record_bytes: int
         try:
             record, generic = decode_interaction(line)
         except RecordError as exc:
-            quarantine.add(_quarantine_row(uri, number, "record", str(exc), line))
+            reason = str(exc)
+            if note is not None and reason.startswith("malformed JSON"):
+                reason = f"{reason} ({note.reason})"
+            quarantine.add(_quarantine_row(uri, number, "record", reason, line))
             continue
         key = record.interaction_id
         sha = hashlib.sha256(_ENCODER.encode(generic)).hexdigest()
@@ -461,21 +593,22 @@ def stage_feedback(
         same_day = offset == 0
         for obj in storage.list_objects(_day_prefix(feedback_uri, day + timedelta(days=offset))):
             stage.inputs.append({"uri": obj.uri, "size": obj.size})
-            for number, line, error in iter_lines(obj.uri):
+            for number, line, note in iter_lines(obj.uri):
                 if line is not None and not line.strip():
                     continue
                 stage.read += same_day
                 try:
-                    if line is None:
-                        raise RecordError(error or "unreadable")
-                    event = decode_late_feedback(line.rstrip(b"\r\n"))
+                    if line is None or (note is not None and note.broken):
+                        raise RecordError(note.reason if note is not None else "unreadable")
+                    event, normalised = read_late_feedback(line.rstrip(b"\r\n"))
                 except RecordError as exc:
                     if same_day:
                         quarantine.add(_quarantine_row(obj.uri, number, "feedback", str(exc), line))
                     continue
-                assert event.interaction_id is not None and line is not None
+                assert event.interaction_id is not None
                 key = event.interaction_id
-                writer.add((shard_of(key, shards), key, same_day, obj.uri, number, line), len(line))
+                kept = line if normalised is None else normalised  # as written, or in the plain form
+                writer.add((shard_of(key, shards), key, same_day, obj.uri, number, kept), len(kept))
     stage.spill_file = writer.close()
     stage.quarantine = quarantine.close()
     return stage
@@ -498,12 +631,19 @@ _STRUCTURAL_KEYS = frozenset(
 
 
 def _redact_messages(messages: list[dict[str, Any]], redactor: Redactor) -> list[dict[str, Any]]:
-    """Redact the free-text fields of chat messages in place: content and tool-call arguments."""
+    """Redact the free-text fields of chat messages in place: content, refusal, reasoning, tool-call
+    arguments and the message's metadata (as top-level metadata is)."""
     for message in messages:
         if message.get("content"):
             message["content"] = redactor.redact(message["content"])
         for call in message.get("tool_calls") or []:
             call["function"]["arguments"] = redactor.redact(call["function"]["arguments"])
+        if "refusal" in message:
+            message["refusal"] = redactor.redact(message["refusal"])
+        if "reasoning_content" in message:
+            message["reasoning_content"] = redactor.redact(message["reasoning_content"])
+        if "metadata" in message:
+            message["metadata"] = _redact_tree(message["metadata"], redactor)
     return messages
 
 
