@@ -257,14 +257,24 @@ class AlertSettings(_Section):
 
 
 class _EnvironmentFileSource(PydanticBaseSettingsSource):
-    """Reads ``environments/<env>.toml``; the env comes from overrides or ``CL_ENV``."""
+    """The settings document below overrides and environment variables.
+
+    ``CL_SETTINGS_FILE=/path/settings.toml``: that file, a full settings document of the same shape as
+    ``environments/*.toml`` with its own ``env`` key, instead of the built-in file. Otherwise
+    ``environments/<env>.toml``, the env coming from overrides or ``CL_ENV`` (default ``local``).
+    """
+
+    SETTINGS_FILE_ENV = "CL_SETTINGS_FILE"
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        env = self.current_state.get("env") or "local"
         allowed = get_args(EnvironmentName)
+        settings_file = os.environ.get(self.SETTINGS_FILE_ENV, "").strip()
+        if settings_file:
+            return self._settings_file(Path(settings_file).expanduser(), allowed)
+        env = self.current_state.get("env") or "local"
         if env not in allowed:
             raise ConfigError(f"env: unknown environment {env!r}; allowed: {', '.join(allowed)}")
         path = ENVIRONMENTS_DIR / f"{env}.toml"
@@ -273,6 +283,33 @@ class _EnvironmentFileSource(PydanticBaseSettingsSource):
                 return tomllib.load(fh)
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read settings file {path}: {exc}") from exc
+
+    def _settings_file(self, path: Path, allowed: tuple[str, ...]) -> dict[str, Any]:
+        where = f"{self.SETTINGS_FILE_ENV}={path}"
+        if not path.is_file():
+            what = "is a folder, not a file" if path.is_dir() else "does not exist"
+            raise ConfigError(f"{where}: the settings file {what}")
+        try:
+            with path.open("rb") as fh:
+                document = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"{where}: cannot read the settings file: {exc}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{where}: not valid TOML: {exc}") from exc
+        env = document.get("env")
+        if env not in allowed:
+            got = "no env key" if env is None else f"env = {env!r}"
+            raise ConfigError(
+                f"{where}: {got}; a settings file names its environment: env = one of {', '.join(allowed)}"
+            )
+        asked = self.current_state.get("env")
+        if asked and asked != env:
+            raise ConfigError(
+                f"env: {asked!r} was asked for (argument, override or CL_ENV), but {where} is a {env!r} "
+                f"settings document; ask for {env!r} or nothing, or point {self.SETTINGS_FILE_ENV} at a "
+                f"{asked!r} document"
+            )
+        return document
 
 
 class Settings(BaseSettings):
@@ -361,7 +398,11 @@ def _describe(error: ValidationError) -> str:
 
 
 def load_settings(env: str | None = None, overrides: dict[str, Any] | None = None) -> Settings:
-    """Load settings for ``env`` (default: ``CL_ENV`` or ``local``) with dotted-key overrides."""
+    """Load settings for ``env`` (default: ``CL_ENV`` or ``local``) with dotted-key overrides.
+
+    With ``CL_SETTINGS_FILE`` set, the document comes from that file instead of ``environments/``, and
+    ``env`` defaults to the file's own ``env`` (asking for another one is a :class:`ConfigError`).
+    """
     init: dict[str, Any] = _nest(overrides or {})
     chosen = env or init.get("env") or os.environ.get("CL_ENV")
     if chosen:

@@ -25,6 +25,32 @@ from tests.servers import free_port, stop_process_group, wait_http
 
 HERE = Path(__file__).parent
 NAMESPACE = "continuous-learning"
+#: KubeRay's own CRDs (v1.7.0) where CI provides them, beside the clone; absent on a fresh clone.
+SHARED_CRDS = REPO.parent / "shared" / "kuberay-crds"
+CRDS_SKIP_REASON = (
+    f"KubeRay's CRDs not provided (CL_KUBERAY_CRDS unset, no {SHARED_CRDS}): the check against KubeRay's own "
+    "CRD schema is skipped; the built-in schema and rules (compute/crd_schemas) ran"
+)
+
+
+@pytest.fixture(autouse=True)
+def kuberay_crds(monkeypatch: pytest.MonkeyPatch) -> Path | None:
+    """KubeRay's CRDs for every test here: ``CL_KUBERAY_CRDS`` if set, else ``../shared/kuberay-crds`` when
+    present (set as ``CL_KUBERAY_CRDS``, so the operators validate against them too); else ``None``."""
+    if os.environ.get("CL_KUBERAY_CRDS"):
+        return Path(os.environ["CL_KUBERAY_CRDS"])
+    if (SHARED_CRDS / "ray.io_rayclusters.yaml").is_file():
+        monkeypatch.setenv("CL_KUBERAY_CRDS", str(SHARED_CRDS))
+        return SHARED_CRDS
+    return None
+
+
+@pytest.fixture
+def real_crds(kuberay_crds: Path | None) -> Path:
+    """KubeRay's CRDs, or a skip that says what was skipped."""
+    if kuberay_crds is None:
+        pytest.skip(CRDS_SKIP_REASON)
+    return kuberay_crds
 
 
 def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:

@@ -1,12 +1,18 @@
-"""Rendering, CRD validation, capacity decisions and EKS access (no KubeRay controller needed)."""
+"""Rendering, validation, capacity decisions and EKS access (no KubeRay controller needed).
+
+Validation runs in two layers: the built-in schema and rules shipped in the package (always), and
+KubeRay's own CRDs where they are provided (``CL_KUBERAY_CRDS``, or ``../shared/kuberay-crds`` beside the
+clone: see conftest); the tests of the second layer skip, saying so, where they are not."""
 
 from __future__ import annotations
 
 import json
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
-from continuous_learning.compute import hyperpod, kuberay
+from continuous_learning.compute import crd_schemas, hyperpod, kuberay
 
 
 def _spec(workers: int, **extra: Any) -> kuberay.RayClusterSpec:
@@ -23,7 +29,8 @@ def _spec(workers: int, **extra: Any) -> kuberay.RayClusterSpec:
 def test_rendered_raycluster_is_valid_for_1_to_16_workers(workers: int) -> None:
     spec = _spec(workers)
     manifest = kuberay.render_raycluster(spec)
-    kuberay.validate_manifest(manifest)
+    assert crd_schemas.builtin_errors(manifest) == []
+    kuberay.validate_manifest(manifest)  # and KubeRay's CRDs where provided (CL_KUBERAY_CRDS)
     worker = manifest["spec"]["workerGroupSpecs"][0]
     assert worker["replicas"] == worker["minReplicas"] == worker["maxReplicas"] == workers
     pod = worker["template"]["spec"]
@@ -41,17 +48,25 @@ def test_rendered_raycluster_is_valid_for_1_to_16_workers(workers: int) -> None:
     assert all(len(v) <= 63 for v in labels.values()) and labels["ray.io/cluster"] == spec.name
 
 
+def _jobs() -> dict[str, dict[str, Any]]:
+    return {
+        "on-cluster": kuberay.render_rayjob(
+            name="j-a1", namespace="ns", entrypoint="python -m x", job_id="d--r--t-a1", env={"CL_ENV": "prod"},
+            labels={}, cluster_name="c", active_deadline_s=100, startup_deadline_s=10,
+        ),
+        "ephemeral": kuberay.render_rayjob(name="j-a1", namespace="ns", entrypoint="x", job_id="j", env={},
+                                           labels={}, cluster_spec=_spec(2)),
+    }  # fmt: skip
+
+
 def test_rayjob_manifests_are_valid_and_invalid_ones_are_refused() -> None:
-    on_cluster = kuberay.render_rayjob(
-        name="j-a1", namespace="ns", entrypoint="python -m x", job_id="d--r--t-a1", env={"CL_ENV": "prod"},
-        labels={}, cluster_name="c", active_deadline_s=100, startup_deadline_s=10,
-    )  # fmt: skip
-    kuberay.validate_manifest(on_cluster)
+    jobs = _jobs()
+    on_cluster, ephemeral = jobs["on-cluster"], jobs["ephemeral"]
+    for job in jobs.values():
+        assert crd_schemas.builtin_errors(job) == []
+        kuberay.validate_manifest(job)
     assert on_cluster["spec"]["clusterSelector"] == {"ray.io/cluster": "c"}
     assert json.loads(on_cluster["spec"]["runtimeEnvYAML"]) == {"env_vars": {"CL_ENV": "prod"}}
-    ephemeral = kuberay.render_rayjob(name="j-a1", namespace="ns", entrypoint="x", job_id="j", env={},
-                                      labels={}, cluster_spec=_spec(2))  # fmt: skip
-    kuberay.validate_manifest(ephemeral)
     assert ephemeral["spec"]["shutdownAfterJobFinishes"] is True
     bad = kuberay.render_raycluster(_spec(1))
     bad["spec"]["workerGroupSpecs"][0]["replicas"] = "two"
@@ -59,6 +74,184 @@ def test_rayjob_manifests_are_valid_and_invalid_ones_are_refused() -> None:
         kuberay.validate_manifest(bad)
     with pytest.raises(ValueError):
         _spec(17)
+
+
+def test_kuberay_validates_without_any_file_outside_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user's Airflow worker has no CRD folder: the built-in layer alone validates, and refuses."""
+    monkeypatch.delenv("CL_KUBERAY_CRDS", raising=False)
+    assert kuberay.crd_directory() is None
+    assert crd_schemas.SCHEMA_PATH.is_file() and crd_schemas.SCHEMA_PATH.is_relative_to(
+        Path(kuberay.__file__).parent
+    )
+    for manifest in [kuberay.render_raycluster(_spec(2)), *_jobs().values()]:
+        kuberay.validate_manifest(manifest)
+    bad = kuberay.render_raycluster(_spec(1))
+    bad["spec"]["workerGroupSpecs"][0]["replicaz"] = 1
+    with pytest.raises(kuberay.ManifestInvalid, match=r"'replicaz' was unexpected\) \[built-in schema\]"):
+        kuberay.validate_manifest(bad)
+
+
+def _broken(change: str) -> dict[str, Any]:
+    """A rendered manifest with one thing wrong (``change`` names it)."""
+    if change.startswith("job:"):
+        job = _jobs()["on-cluster" if change != "job:two-clusters" else "ephemeral"]
+        spec = job["spec"]
+        if change == "job:two-clusters":
+            spec["clusterSelector"] = {"ray.io/cluster": "c"}
+        elif change == "job:no-cluster":
+            del spec["clusterSelector"]
+        elif change == "job:shutdown-shared":
+            spec["shutdownAfterJobFinishes"] = True
+        elif change == "job:runtime-env":
+            spec["runtimeEnvYAML"] = json.dumps({"env_vars": {"N": 1}})
+        elif change == "job:mode":
+            spec["submissionMode"] = "HttpMode"
+        return job
+    manifest = kuberay.render_raycluster(_spec(2))
+    worker = manifest["spec"]["workerGroupSpecs"][0]
+    pod = worker["template"]["spec"]
+    container = pod["containers"][0]
+    if change == "name":
+        manifest["metadata"]["name"] = "Training_Cluster"
+    elif change == "label":
+        manifest["metadata"]["labels"]["continuous-learning.io/run-id"] = (
+            "scheduled__2026-11-11T06:00:00+00:00"
+        )
+    elif change == "replicas":
+        worker["replicas"] = 5
+    elif change == "mount":
+        container["volumeMounts"].append({"name": "scratch", "mountPath": "/scratch"})
+    elif change == "gpu-request":
+        container["resources"]["requests"]["nvidia.com/gpu"] = 4
+    elif change == "memory":
+        container["resources"]["requests"]["memory"] = "2000Gi"
+    elif change == "quantity":
+        container["resources"]["limits"]["memory"] = "1.8 TB"
+    elif change == "num-gpus":
+        worker["rayStartParams"]["num-gpus"] = "16"
+    elif change == "groups":
+        manifest["spec"]["workerGroupSpecs"].append(dict(worker))
+    elif change == "pull-policy":
+        container["imagePullPolicy"] = "IfMissing"
+    return manifest
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("name", "metadata.name: 'Training_Cluster' does not match"),
+        ("label", "continuous-learning.io/run-id"),
+        ("replicas", "replicas: 5 is outside minReplicas..maxReplicas (2..2)"),
+        ("mount", "no volume 'scratch' in the pod"),
+        ("gpu-request", "nvidia.com/gpu requests (4) must equal limits (8)"),
+        ("memory", "memory requests (2000Gi) exceed limits (1800Gi)"),
+        ("quantity", "limits.memory: '1.8 TB' does not match"),
+        ("num-gpus", "Ray would advertise 16 GPUs on a pod that has 8"),
+        ("groups", "'gpu' is used by another worker group"),
+        ("pull-policy", "imagePullPolicy: 'IfMissing' is not one of"),
+        ("job:two-clusters", "give exactly one of clusterSelector"),
+        ("job:no-cluster", "give exactly one of clusterSelector"),
+        ("job:shutdown-shared", "shutdownAfterJobFinishes: only for the job's own cluster"),
+        ("job:runtime-env", "env_vars must map names to strings"),
+        ("job:mode", "submissionMode: 'HttpMode' is not one of"),
+    ],
+)
+def test_builtin_rules_refuse_what_the_api_server_or_kuberay_would(change: str, message: str) -> None:
+    errors = crd_schemas.builtin_errors(_broken(change))
+    assert errors and any(message in e for e in errors), errors
+
+
+@pytest.mark.parametrize(
+    ("quantity", "value"),
+    [(8, "8"), ("500m", "0.5"), ("32Gi", str(32 * 2**30)), ("1e3", "1000"), ("1.5k", "1500"), ("2 Gi", None)],
+)
+def test_quantities(quantity: Any, value: str | None) -> None:
+    parsed = crd_schemas.parse_quantity(quantity)
+    assert (parsed if parsed is None else Decimal(value or "0")) == parsed
+
+
+def test_crds_setting_that_points_nowhere_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CL_KUBERAY_CRDS", str(tmp_path))
+    with pytest.raises(
+        kuberay.KubeRayError, match=r"ray.io_rayclusters.yaml and ray.io_rayjobs.yaml not found"
+    ):
+        kuberay.crd_directory()
+
+
+# ------------------------------------------------------------------- against KubeRay's own CRDs (skip without)
+
+
+@pytest.mark.parametrize("workers", [1, 16])
+def test_rendered_manifests_pass_kuberays_crds(real_crds: Path, workers: int) -> None:
+    for manifest in [kuberay.render_raycluster(_spec(workers)), *_jobs().values()]:
+        assert crd_schemas.crd_errors(manifest, real_crds) == []
+    bad = kuberay.render_raycluster(_spec(1))
+    bad["spec"]["workerGroupSpecs"][0]["replicaz"] = bad["spec"]["workerGroupSpecs"][0].pop("replicas")
+    del bad["spec"]["headGroupSpec"]["template"]
+    errors = " ".join(crd_schemas.crd_errors(bad, real_crds))
+    assert "replicaz" in errors and "template" in errors
+
+
+def _resolve(schema: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        schema = crd_schemas.builtin_schema()["$defs"][schema["$ref"].rsplit("/", 1)[1]]
+    return schema
+
+
+def _types(schema: dict[str, Any]) -> set[str] | None:
+    if "type" in schema:
+        kinds = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        return {"number" if k == "integer" else k for k in kinds}
+    values = schema.get("enum", [schema["const"]] if "const" in schema else None)
+    if values is not None:
+        return {{bool: "boolean", int: "number", str: "string"}[type(v)] for v in values}
+    if "anyOf" in schema:
+        branches = [_types(b) for b in schema["anyOf"]]
+        return None if None in branches else set().union(*branches)  # type: ignore[arg-type]
+    return None
+
+
+def _subset_problems(ours: dict[str, Any], theirs: dict[str, Any], path: str) -> list[str]:
+    """Where the built-in schema allows what KubeRay's (strict) CRD schema would not."""
+    ours = _resolve(ours)
+    problems = []
+    mine, kuberays = _types(ours), _types(theirs)
+    if mine is not None and kuberays is not None and not mine <= kuberays:
+        problems.append(f"{path}: type {sorted(mine)} here, {sorted(kuberays)} in KubeRay's CRD")
+    for branch in ours.get("oneOf", []) + ours.get("anyOf", []):
+        if "properties" in branch or "items" in branch:
+            problems += _subset_problems(branch, theirs, path)
+    if "properties" in ours:
+        open_object = "properties" not in theirs and theirs.get("additionalProperties") is not False
+        if open_object or theirs.get("x-kubernetes-preserve-unknown-fields"):
+            return problems
+        missing = set(theirs.get("required", [])) - set(ours.get("required", []))
+        if missing:
+            problems.append(f"{path}: KubeRay's CRD requires {sorted(missing)}, the built-in schema does not")
+        for key, sub in ours["properties"].items():
+            if key not in theirs.get("properties", {}):
+                problems.append(f"{path}.{key}: not a field of KubeRay's CRD")
+            else:
+                problems += _subset_problems(sub, theirs["properties"][key], f"{path}.{key}")
+    if isinstance(ours.get("items"), dict) and isinstance(theirs.get("items"), dict):
+        problems += _subset_problems(ours["items"], theirs["items"], f"{path}[]")
+    if isinstance(ours.get("additionalProperties"), dict) and isinstance(
+        theirs.get("additionalProperties"), dict
+    ):
+        problems += _subset_problems(
+            ours["additionalProperties"], theirs["additionalProperties"], f"{path}.*"
+        )
+    return problems
+
+
+@pytest.mark.parametrize("kind", crd_schemas.KINDS)
+def test_builtin_schema_is_a_strict_subset_of_kuberays_crd(real_crds: Path, kind: str) -> None:
+    """Every field the built-in schema allows exists in KubeRay's CRD with a compatible type, and every
+    field KubeRay requires, it requires: passing the built-in layer never means failing KubeRay's."""
+    ours = {"$ref": f"#/$defs/{kind}"}
+    assert _subset_problems(ours, crd_schemas.crd_schema(kind, str(real_crds)), kind) == []
 
 
 def test_next_attempt_reattaches_to_running_and_succeeded_only() -> None:

@@ -9,7 +9,6 @@ created (re-attach) and a teardown finds what a failed task left behind.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -20,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from continuous_learning.compute import crd_schemas
 from pydantic import BaseModel, ConfigDict, Field
 
 log = logging.getLogger(__name__)
@@ -295,60 +295,51 @@ def render_rayjob(
 
 
 # ------------------------------------------------------------------------------------------ validation
+#
+# The rules themselves live in compute/crd_schemas/ (a schema shipped in the package, rules between
+# fields, and KubeRay's CRD schemas where they are provided): nothing outside the installed package is
+# needed to validate what this module renders.
+
+CRDS_ENV = "CL_KUBERAY_CRDS"
 
 
 def crd_directory() -> Path | None:
-    """Where the KubeRay CRDs are: ``CL_KUBERAY_CRDS``, else ``<repo>/../shared/kuberay-crds``."""
-    candidates = [os.environ.get("CL_KUBERAY_CRDS")]
-    candidates.append(str(Path(__file__).resolve().parents[3].parent / "shared" / "kuberay-crds"))
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "ray.io_rayclusters.yaml").exists():
-            return Path(candidate)
-    return None
+    """KubeRay's own CRDs, where provided: the folder named by ``CL_KUBERAY_CRDS``; ``None`` when unset.
+
+    The folder holds ``ray.io_rayclusters.yaml`` and ``ray.io_rayjobs.yaml`` as released in KubeRay's
+    ``ray-operator/config/crd/bases/`` (the version the cluster runs). Set but without them is a
+    misconfiguration: :class:`KubeRayError`, not a silent skip.
+    """
+    value = os.environ.get(CRDS_ENV, "").strip()
+    if not value:
+        return None
+    directory = Path(value).expanduser()
+    missing = [name for name in crd_schemas.CRD_FILES.values() if not (directory / name).is_file()]
+    if missing:
+        raise KubeRayError(
+            f"{CRDS_ENV}={value}: {' and '.join(missing)} not found there; point it at a folder with "
+            "KubeRay's CRDs (ray-operator/config/crd/bases/ of the KubeRay release the cluster runs) or unset it"
+        )
+    return directory
 
 
-def _closed(schema: Any) -> Any:
-    """The schema with unknown fields rejected, as the API server prunes them (structural schemas)."""
-    if isinstance(schema, dict):
-        out = {k: _closed(v) for k, v in schema.items()}
-        if (
-            out.get("type") == "object"
-            and "properties" in out
-            and "additionalProperties" not in out
-            and not out.get("x-kubernetes-preserve-unknown-fields")
-        ):
-            out["additionalProperties"] = False
-        return out
-    if isinstance(schema, list):
-        return [_closed(v) for v in schema]
-    return schema
-
-
-@functools.lru_cache(maxsize=4)
-def _validator(kind: str, directory: str) -> Any:
-    import jsonschema
-    import yaml
-
-    plural = {"RayCluster": RAYCLUSTERS, "RayJob": RAYJOBS}[kind]
-    with open(Path(directory) / f"ray.io_{plural}.yaml", encoding="utf-8") as fh:
-        crd = yaml.safe_load(fh)
-    version = next(v for v in crd["spec"]["versions"] if v["name"] == VERSION)
-    schema = _closed(version["schema"]["openAPIV3Schema"])
-    return jsonschema.Draft7Validator(schema)
+def manifest_errors(manifest: dict[str, Any], directory: Path | None = None) -> list[str]:
+    """Everything wrong with ``manifest``: by the built-in schema and rules, then by KubeRay's CRDs in
+    ``directory`` (default :func:`crd_directory`; none there: the built-in layer only)."""
+    errors = [f"{e} [built-in schema]" for e in crd_schemas.builtin_errors(manifest)]
+    directory = directory or crd_directory()
+    if directory is not None:
+        errors += [f"{e} [KubeRay CRD]" for e in crd_schemas.crd_errors(manifest, directory)]
+    return errors
 
 
 def validate_manifest(manifest: dict[str, Any], directory: Path | None = None) -> None:
-    """Raise :class:`ManifestInvalid` unless ``manifest`` matches its KubeRay CRD's openAPIV3Schema."""
-    directory = directory or crd_directory()
-    if directory is None:
-        raise ManifestInvalid("KubeRay CRDs not found: set CL_KUBERAY_CRDS to their directory")
-    validator = _validator(manifest["kind"], str(directory))
-    errors = sorted(validator.iter_errors(manifest), key=lambda e: list(e.absolute_path))
+    """Raise :class:`ManifestInvalid` unless ``manifest`` passes :func:`manifest_errors`."""
+    errors = manifest_errors(manifest, directory)
     if errors:
-        detail = "; ".join(
-            f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in errors[:5]
-        )
-        raise ManifestInvalid(f"{manifest['kind']} {manifest['metadata']['name']} is invalid: {detail}")
+        name = (manifest.get("metadata") or {}).get("name", "?")
+        more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
+        raise ManifestInvalid(f"{manifest.get('kind', '?')} {name} is invalid: {'; '.join(errors[:5])}{more}")
 
 
 # ------------------------------------------------------------------------------------------------ status
