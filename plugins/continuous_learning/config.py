@@ -209,8 +209,8 @@ class KubeRaySettings(_Section):
     efa_per_node: int = Field(0, ge=0, le=32)
     worker_cpu: str = "180"
     worker_memory: str = "1800Gi"
-    head_cpu: str = "8"
-    head_memory: str = "32Gi"
+    head_cpu: str = "2"  # fits a system node (m7i.xlarge): tests/infra/test_cluster_layout.py
+    head_memory: str = "8Gi"
     shm_size: str = "512Gi"
     fsx_claim: str | None = Field(None, description="FSx for Lustre PersistentVolumeClaim to mount")
     fsx_mount_path: str = "/fsx"

@@ -178,3 +178,61 @@ def test_hcl_checks_catch_a_regression_in_our_storage_module(tmp_path: Path) -> 
     main.write_text(main.read_text().replace('values   = ["false"]', 'values   = ["true"]'))
     rules = {f["rule"] for f in hcl_findings(copy)}
     assert rules == {"s3-tls-only"}
+
+
+# ------------------------------------------------------------------ structure read with python-hcl2 (as JSON)
+
+HCL_JSON = INFRA / "checks" / "hcl_json.py"
+
+
+def hcl(*directories: Path) -> dict[str, dict]:
+    """Each .tf file of ``directories``, parsed by python-hcl2 (in the infra-py venv), quotes stripped."""
+    result = run(require(INFRA_PY), HCL_JSON, *directories)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return dict(json.loads(result.stdout))
+
+
+def blocks(docs: dict[str, dict], kind: str) -> dict[str, dict]:
+    """``resource``/``data`` blocks as {"type.name": body}; ``variable``/``module``/``output`` as {name: body}."""
+    found = {}
+    for doc in docs.values():
+        for block in doc.get(kind, []):
+            for key, value in block.items():
+                if kind in ("resource", "data"):
+                    found.update({f"{key}.{name}": body for name, body in value.items()})
+                else:
+                    found[key] = value
+    return found
+
+
+def test_airflow_role_is_mapped_into_kubernetes_to_the_group_our_rolebinding_binds() -> None:
+    """Airflow reaches EKS with an IAM token of its role (KubeRayHook's eks_cluster_name path): the role needs
+    an access entry, mapped to the Kubernetes group that the chart's RoleBinding binds to our Role."""
+    import yaml
+
+    iam, env = TF / "modules" / "iam", TF / "envs" / "prod"
+    iam_docs, env_docs = hcl(iam), hcl(env)
+    entries = {
+        address: body
+        for address, body in blocks(iam_docs, "resource").items()
+        if address.startswith("aws_eks_access_entry.") and "aws_iam_role.airflow.arn" in body["principal_arn"]
+    }
+    assert list(entries) == ["aws_eks_access_entry.airflow"], entries
+    entry = entries["aws_eks_access_entry.airflow"]
+    assert entry["cluster_name"] == "${var.eks_cluster_name}" and entry["type"] == "STANDARD"
+    assert entry["kubernetes_groups"] == ["${var.airflow_kubernetes_group}"]
+    # no AWS access policy: what Airflow may do in Kubernetes is exactly the namespaced Role (RBAC)
+    associations = [b for a, b in blocks(iam_docs, "resource").items() if "access_policy_association" in a]
+    assert not [b for b in associations if "airflow" in str(b.get("principal_arn"))]
+
+    group = blocks(iam_docs, "variable")["airflow_kubernetes_group"]["default"]
+    assert group and not group.startswith("system:")  # EKS refuses system: groups in access entries
+    assert blocks(env_docs, "variable")["airflow_kubernetes_group"]["default"] == group
+    assert blocks(env_docs, "module")["iam"]["airflow_kubernetes_group"] == "${var.airflow_kubernetes_group}"
+
+    shipped = [d for d in yaml.safe_load_all((INFRA / "k8s" / "continuous-learning.yaml").read_text()) if d]
+    role = next(d for d in shipped if d["kind"] == "Role")
+    binding = next(d for d in shipped if d["kind"] == "RoleBinding")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": role["metadata"]["name"]}  # fmt: skip
+    assert {"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": group} in binding["subjects"]

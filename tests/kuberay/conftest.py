@@ -98,6 +98,13 @@ class KubeEmulator:
     def configure(self, **settings: Any) -> None:
         self._call("settings", settings)
 
+    def reset_faults(self) -> None:
+        self._call("faults", {"clear": True})
+
+    def calls(self) -> list[dict[str, Any]]:
+        """Every Kubernetes API call made since the last reset, as RBAC sees it (see emulator.rbac_call)."""
+        return list(self._call("calls")["calls"])
+
 
 @pytest.fixture(scope="session")
 def kube_server(ray_head: LocalRayHead, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeEmulator]:
@@ -115,8 +122,14 @@ def kube_server(ray_head: LocalRayHead, tmp_path_factory: pytest.TempPathFactory
 
 
 @pytest.fixture
-def kube(kube_server: KubeEmulator, monkeypatch: pytest.MonkeyPatch) -> KubeEmulator:
-    """A clean emulator and a Kubernetes connection ``kuberay_test`` to it."""
+def kube(kube_server: KubeEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[KubeEmulator]:
+    """A clean emulator and a Kubernetes connection ``kuberay_test`` to it.
+
+    Afterwards, every Kubernetes API call the test's operators made must be allowed by the shipped Role
+    (infra/k8s/continuous-learning.yaml): a call that a real API server would answer 403 fails the test.
+    """
+    from tests.kuberay.rbac import denied
+
     kube_server.reset()
     kubeconfig = {
         "apiVersion": "v1", "kind": "Config", "current-context": "emulator",
@@ -127,7 +140,9 @@ def kube(kube_server: KubeEmulator, monkeypatch: pytest.MonkeyPatch) -> KubeEmul
     conn = {"conn_type": "kubernetes", "extra": {"kube_config": json.dumps(kubeconfig)}}
     monkeypatch.setenv("AIRFLOW_CONN_KUBERAY_TEST", json.dumps(conn))
     monkeypatch.setenv("CL_KUBERAY__KUBERNETES_CONN_ID", "kuberay_test")
-    return kube_server
+    yield kube_server
+    refused = denied(kube_server.calls())
+    assert refused == [], f"the shipped Role does not allow: {refused}"
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,12 @@ Run as ``python emulator.py --port PORT --ray-address http://127.0.0.1:DASHBOARD
   mirrored into ``.status``; deleting a RayJob, or its RayCluster, stops the Ray job;
 - the head service's proxy (``/api/v1/namespaces/NS/services/NAME:8265/proxy/...``) forwards to
   the local head's dashboard, so the driver log can be read through the Kubernetes API;
-- ``/emulator/*``: test controls (state, faults such as 409/5xx answers, settings, reset).
+- every Kubernetes API call is recorded as RBAC sees it (verb, API group, resource, subresource,
+  namespace, name): ``/emulator/calls``; a test checks each against the shipped Role (tests/kuberay/rbac.py);
+- a RayJob's entrypoint is placed as Ray would place it: on the first group of its RayCluster whose
+  ``rayStartParams`` offer the entrypoint's ``entrypointNumCpus/NumGpus/Resources`` (the head when it asks
+  for nothing); a job that fits nowhere stays PENDING, as on a real cluster. ``state()["placements"]``;
+- ``/emulator/*``: test controls (state, calls, faults such as 403/409/5xx answers, settings, reset).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import argparse
 import asyncio
 import json
 import re
+import shlex
 import signal
 import time
 import urllib.request
@@ -27,6 +33,63 @@ import kmock
 from continuous_learning.compute.ray_jobs import RayJobRunner
 
 PROXY = re.compile(r"^/api/v1/namespaces/[^/]+/services/[^/]+/proxy/(?P<path>.*)$")
+NON_RESOURCE = ("/api", "/apis", "/version", "/healthz", "/openapi")
+
+
+def rbac_call(method: str, path: str, query: dict[str, str]) -> dict[str, Any]:
+    """A request as the API server's RBAC authorizer sees it (``kubectl auth can-i`` terms)."""
+    parts = [p for p in path.split("/") if p]
+    if parts[:1] == ["api"] and len(parts) >= 2:
+        group, rest = "", parts[2:]
+    elif parts[:1] == ["apis"] and len(parts) >= 3:
+        group, rest = parts[1], parts[3:]
+    else:
+        return {"verb": method.lower(), "path": path, "non_resource": True}
+    if not rest:  # /api/v1, /apis/ray.io/v1: discovery
+        return {"verb": method.lower(), "path": path, "non_resource": True}
+    namespace = None
+    if rest[0] == "namespaces" and len(rest) >= 3:
+        namespace, rest = rest[1], rest[2:]
+    resource, name, subresource = rest[0], (rest[1:2] or [None])[0], (rest[2:3] or [None])[0]
+    verb = {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method)
+    if method == "GET":
+        verb = "watch" if query.get("watch") in ("true", "1") else ("get" if name else "list")
+    elif method == "DELETE":
+        verb = "delete" if name else "deletecollection"
+    return {"verb": verb or method.lower(), "group": group, "resource": resource, "subresource": subresource,
+            "namespace": namespace, "name": name, "path": path}  # fmt: skip
+
+
+def offered(group: dict[str, Any]) -> dict[str, float]:
+    """What a head or worker group's Ray node advertises, from its ``rayStartParams`` (else its limits)."""
+    params = group.get("rayStartParams") or {}
+    limits = ((group.get("template") or {}).get("spec", {}).get("containers") or [{}])[0]
+    limits = (limits.get("resources") or {}).get("limits") or {}
+    cpu = str(limits.get("cpu", 0))
+    resources: dict[str, float] = {
+        "CPU": float(params.get("num-cpus", float(cpu[:-1]) / 1000 if cpu.endswith("m") else cpu)),
+        "GPU": float(params.get("num-gpus", limits.get("nvidia.com/gpu", 0))),
+    }
+    if params.get("resources"):
+        resources.update(json.loads(shlex.split(params["resources"])[0]))
+    return resources
+
+
+def place(job_spec: dict[str, Any], cluster_spec: dict[str, Any]) -> str | None:
+    """The group whose node would run the entrypoint (Ray: the head unless it asks for resources)."""
+    need = {"CPU": float(job_spec.get("entrypointNumCpus") or 0), "GPU": float(job_spec.get("entrypointNumGpus") or 0),
+            **json.loads(job_spec.get("entrypointResources") or "{}")}  # fmt: skip
+    need = {k: v for k, v in need.items() if v > 0}
+    groups = [("head", cluster_spec.get("headGroupSpec") or {})]
+    groups += [
+        (g["groupName"], g) for g in cluster_spec.get("workerGroupSpecs") or [] if g.get("replicas", 1) > 0
+    ]
+    if not need:
+        return "head"
+    for name, group in groups:
+        if all(offered(group).get(k, 0) >= v for k, v in need.items()):
+            return name
+    return None
 
 
 class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
@@ -37,27 +100,31 @@ class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         self.ray_address = ""
         self.creates: dict[str, int] = {"rayclusters": 0, "rayjobs": 0}
         self.faults_served = 0
+        self.calls: list[dict[str, Any]] = []
+        self.placements: dict[str, str | None] = {}
 
     async def _handle(self, request: Any) -> aiohttp.web.StreamResponse:
         path = request.url.path
         if path.startswith("/emulator/"):
             return await self._control(request, path.removeprefix("/emulator/"))
+        method = str(request.method.value).upper()
+        call = rbac_call(method, path, dict(request.params))
+        self.calls.append(call)
+        for fault in self.faults:  # matched by HTTP method and resource plural (services: the log proxy)
+            if fault["times"] > 0 and fault["method"] == method and fault["plural"] == call.get("resource"):
+                fault["times"] -= 1
+                self.faults_served += 1
+                code = int(fault["status"])
+                reason = {403: "Forbidden", 409: "Conflict", 429: "TooManyRequests"}.get(
+                    code, "InternalError"
+                )
+                body = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code,
+                        "reason": reason, "message": "injected fault"}  # fmt: skip
+                return aiohttp.web.json_response(body, status=code)
         proxied = PROXY.match(path)
         if proxied:
             return await asyncio.to_thread(self._proxy, proxied.group("path"))
         plural = request.resource.plural if request.resource is not None else None
-        for fault in self.faults:
-            if (
-                fault["times"] > 0
-                and fault["method"] == str(request.method.value).upper()
-                and fault["plural"] == plural
-            ):
-                fault["times"] -= 1
-                self.faults_served += 1
-                code = int(fault["status"])
-                body = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code,
-                        "reason": "Conflict" if code == 409 else "InternalError", "message": "injected fault"}  # fmt: skip
-                return aiohttp.web.json_response(body, status=code)
         response = await super()._handle(request)
         if str(request.method.value).upper() == "POST" and response.status == 200 and plural in self.creates:
             self.creates[plural] += 1
@@ -74,8 +141,12 @@ class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
     async def _control(self, request: Any, what: str) -> aiohttp.web.StreamResponse:
         if what == "state":
             return aiohttp.web.json_response(self.state())
+        if what == "calls":
+            return aiohttp.web.json_response({"calls": self.calls})
         data = request.data or {}
         if what == "faults":
+            if data.get("clear"):
+                self.faults.clear()
             self.faults.extend(data.get("faults", []))
         elif what == "settings":
             self.settings.update(data)
@@ -84,6 +155,8 @@ class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
                 obj.delete()
             self.faults.clear()
             self.faults_served = 0
+            self.calls.clear()
+            self.placements.clear()
             self.creates = {"rayclusters": 0, "rayjobs": 0}
             self.settings.update({"never_ready": False, "ready_after_s": 0.5})
         return aiohttp.web.json_response(self.state())
@@ -102,6 +175,7 @@ class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
             },
             "creates": self.creates,
             "faults_served": self.faults_served,
+            "placements": self.placements,
         }
 
 
@@ -144,6 +218,17 @@ class Controller:
             if key not in self.submitted:
                 if "rayClusterSpec" not in spec and cluster not in ready:
                     obj.patch({"status": {"jobDeploymentStatus": "Initializing", "rayClusterName": cluster}})
+                    continue
+                cluster_spec = spec.get("rayClusterSpec") or next(
+                    (o.raw["spec"] for (_, n, c), o in self.k.live("rayclusters") if (n, c) == (ns, cluster)),
+                    {},
+                )
+                group = place(spec, cluster_spec)
+                self.k.placements[name] = group
+                if group is None:  # Ray keeps the job PENDING until a node offers what the entrypoint asks
+                    obj.patch({"status": {"jobDeploymentStatus": "Running", "jobStatus": "PENDING",
+                                          "rayClusterName": cluster, "jobId": spec["jobId"],
+                                          "message": "no node offers the entrypoint's resources"}})  # fmt: skip
                     continue
                 runtime_env = json.loads(spec.get("runtimeEnvYAML") or "{}")
                 await asyncio.to_thread(

@@ -11,9 +11,14 @@ from airflow.sdk.exceptions import TaskDeferred
 
 
 class FakeTI:
-    def __init__(self) -> None:
+    """A task instance's XComs and tries: ``try_number`` of ``max_tries + 1`` (Airflow retries while
+    ``try_number <= max_tries``). A retry is a new FakeTI (Airflow clears XComs between tries)."""
+
+    def __init__(self, try_number: int = 1, max_tries: int = 0) -> None:
         self.xcoms: dict[tuple[str, str], Any] = {}
         self.stats_tags: dict[str, str] = {}
+        self.try_number = try_number
+        self.max_tries = max_tries
 
     def xcom_push(self, key: str, value: Any) -> None:
         self.xcoms[("self", key)] = value
@@ -33,11 +38,13 @@ class FakeStateStore:
         self.data[key] = value
 
 
-def context(run_id: str | None = None, dag_id: str = "continuous_training") -> dict[str, Any]:
+def context(
+    run_id: str | None = None, dag_id: str = "continuous_training", try_number: int = 1, max_tries: int = 0
+) -> dict[str, Any]:
     return {
         "dag": SimpleNamespace(dag_id=dag_id),
         "run_id": run_id or f"manual__{uuid.uuid4().hex[:8]}",
-        "ti": FakeTI(),
+        "ti": FakeTI(try_number, max_tries),
         "params": {},
         "task_state_store": FakeStateStore(),
     }

@@ -201,8 +201,9 @@ def test_job_trigger_reports_startup_timeout(prod: dict[str, Any], monkeypatch: 
 def test_trigger_events_are_plain_json(prod: dict[str, Any]) -> None:
     from continuous_learning.airflow.triggers import RayClusterReadyTrigger
 
-    trigger = RayClusterReadyTrigger(hook_kwargs={"kubernetes_conn_id": "kuberay_test"}, namespace="x",
-                                     name="nope", poll_s=0.1, deadline=time.time() + 1)  # fmt: skip
+    trigger = RayClusterReadyTrigger(hook_kwargs={"kubernetes_conn_id": "kuberay_test"},
+                                     namespace="continuous-learning", name="nope", poll_s=0.1,
+                                     deadline=time.time() + 1)  # fmt: skip
     path, kwargs = trigger.serialize()
     assert path.endswith("RayClusterReadyTrigger") and json.dumps(kwargs)
     assert asyncio.run(first_event(trigger))["status"] == "gone"
@@ -217,3 +218,137 @@ def test_create_killed_while_waiting_deletes_its_cluster_and_releases_capacity(p
     op.on_kill()  # the user kills the task: teardown will not run, since its setup failed
     assert prod["kube"].state()["rayclusters"] == []
     assert group_counts(prod["sagemaker"], prod["cluster"])[1] == 0, "capacity was not released"
+
+
+# ------------------------------------------------------------------- RBAC: what the operators call, allowed
+
+
+def test_operators_calls_are_all_allowed_by_the_shipped_role(
+    prod: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The whole flow (capacity, cluster, a job whose log is streamed, teardown), recorded by the emulator."""
+    from tests.kuberay.rbac import denied, describe, shipped_rules
+
+    ctx = context()
+    doc = run_operator(CreateRayClusterOperator(task_id="create_ray_cluster", deferrable=True), ctx)
+    script = (
+        "python -c \"import time; print('step 1 of 2', flush=True); time.sleep(2); print('step 2 of 2')\""
+    )
+    op = ScriptJobOperator(
+        task_id="train", cluster=doc, script=script, spec_uri=prod["spec_uri"], deferrable=True
+    )
+    result = run_operator(op, ctx)
+    streamed = capsys.readouterr().out  # the triggers' task log (Airflow's structured logging)
+    assert "[ray job" in streamed and "step 1 of 2" in streamed, "the driver log was not streamed"
+    assert prod["kube"].state()["placements"] == {result["job"]["name"]: "gpu"}, "the driver ran off the GPUs"
+    _teardown_and_check(prod, ctx, doc)
+
+    calls = prod["kube"].calls()
+    made = {describe(c) for c in calls}
+    assert {
+        "create rayclusters (ray.io) in namespace continuous-learning",
+        "create rayjobs (ray.io) in namespace continuous-learning",
+        "list rayjobs (ray.io) in namespace continuous-learning",
+        "delete rayclusters (ray.io) in namespace continuous-learning",
+        "get services/proxy (core) in namespace continuous-learning",
+    } <= made, made
+    assert denied(calls) == []
+    # the Role as it was shipped before (no services/proxy): the log calls would have been refused
+    before = [(ns, r) for ns, r in shipped_rules() if "services/proxy" not in r.get("resources", [])]
+    assert denied(calls, before) == ["get services/proxy (core) in namespace continuous-learning"]
+
+
+def test_a_forbidden_log_proxy_is_a_warning_naming_the_permission(
+    prod: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    ctx = context()
+    doc = run_operator(CreateRayClusterOperator(task_id="create_ray_cluster"), ctx)
+    prod["kube"].inject("GET", "services", 403, times=1000)  # an API server whose Role lacks services/proxy
+    script = "python -c \"import time; print('hello'); time.sleep(1.5)\""
+    op = ScriptJobOperator(
+        task_id="train", cluster=doc, script=script, spec_uri=prod["spec_uri"], deferrable=True
+    )
+    with caplog.at_level("WARNING", logger="continuous_learning.compute.kuberay"):
+        assert run_operator(op, ctx)["done"]  # the job itself is not affected
+    warnings = [r for r in caplog.records if r.levelname == "WARNING" and "services/proxy" in r.getMessage()]
+    assert len(warnings) == 1, caplog.text  # once per wait, not once per poll
+    assert "403" in warnings[0].getMessage() and "continuous-learning" in warnings[0].getMessage()
+    prod["kube"].reset_faults()
+    _teardown_and_check(prod, ctx, doc)
+
+
+# ------------------------------------------------ capacity: the scale-up recorded where a retry finds it
+
+
+def _record(ctx: dict[str, Any]) -> dict[str, Any] | None:
+    from continuous_learning import storage
+    from continuous_learning.airflow.ray_cluster import capacity_record_uri
+    from continuous_learning.config import load_settings
+
+    uri = capacity_record_uri(load_settings(), ctx)  # type: ignore[arg-type]
+    return storage.read_json(uri) if storage.exists(uri) else None
+
+
+def _retry_of(ctx: dict[str, Any], try_number: int) -> dict[str, Any]:
+    """The next try of the same task in the same run: Airflow clears its XComs."""
+    return context(run_id=ctx["run_id"], try_number=try_number, max_tries=1)
+
+
+def test_create_fails_after_scale_up_and_the_retry_and_teardown_use_the_record(
+    prod: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CL_KUBERAY__API_RETRIES", "1")
+    prod["kube"].inject("POST", "rayclusters", 500, times=2)  # both attempts of the client's create
+    first = context(try_number=1, max_tries=1)
+    with pytest.raises(Exception, match="500"):
+        run_operator(CreateRayClusterOperator(task_id="create_ray_cluster", retries=1), first)
+    assert group_counts(prod["sagemaker"], prod["cluster"]) == (2, 2), "the nodes stay for the retry"
+    record = _record(first)
+    assert record is not None and record["released_at"] is None
+    assert (record["count_before"], record["target"]) == (0, 2)
+    assert record["scaled_by"] == f"continuous_training/{first['run_id']}/create_ray_cluster try 1"
+
+    retry = _retry_of(first, 2)
+    doc = run_operator(CreateRayClusterOperator(task_id="create_ray_cluster", retries=1), retry)
+    assert (
+        doc["capacity"]["action"] == "none"
+    )  # its own plan saw the nodes there: no scale-up, no XCom of one
+    assert _record(retry) == record  # and the record of the first try's scale-up is kept as it was
+    _teardown_and_check(prod, retry, doc)  # back to 0: from the record
+    released = _record(retry)
+    assert (
+        released is not None and released["released_at"] and "delete_ray_cluster" in released["released_by"]
+    )
+
+
+def test_create_failing_on_its_last_try_releases_what_an_earlier_try_scaled(
+    prod: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CL_KUBERAY__API_RETRIES", "1")
+    prod["kube"].inject("POST", "rayclusters", 500, times=4)  # the first try and the retry both fail
+    first = context(try_number=1, max_tries=1)
+    with pytest.raises(Exception, match="500"):
+        run_operator(CreateRayClusterOperator(task_id="create_ray_cluster", retries=1), first)
+    assert group_counts(prod["sagemaker"], prod["cluster"])[1] == 2
+    last = _retry_of(first, 2)
+    with pytest.raises(Exception, match="500"):
+        run_operator(CreateRayClusterOperator(task_id="create_ray_cluster", retries=1), last)
+    # the teardown will not run (its setup failed): the last try gave the nodes back itself
+    assert group_counts(prod["sagemaker"], prod["cluster"])[1] == 0, "GPU nodes left billed"
+    assert prod["kube"].state()["rayclusters"] == []
+    record = _record(last)
+    assert record is not None and record["released_at"] and record["released_by"].endswith("try 2")
+
+
+def test_teardown_without_the_create_document_still_releases_a_recorded_scale_up(
+    prod: dict[str, Any],
+) -> None:
+    ctx = context()
+    prod["kube"].configure(never_ready=True)
+    op = CreateRayClusterOperator(task_id="create_ray_cluster")
+    defer_once(op, ctx)  # scaled up and recorded; then the worker is lost (no on_kill, no XCom to read)
+    assert group_counts(prod["sagemaker"], prod["cluster"])[1] == 2
+    DeleteRayClusterOperator(task_id="delete_ray_cluster", cluster=None).execute(
+        context(run_id=ctx["run_id"])
+    )
+    assert group_counts(prod["sagemaker"], prod["cluster"])[1] == 0

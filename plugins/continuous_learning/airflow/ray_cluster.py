@@ -7,24 +7,66 @@ The backend comes from ``compute.backend``:
   then a KubeRay RayCluster on them, created or re-attached by its run labels, waited for
   (deferrably) until ``.status.state`` is ``ready`` within ``compute.cluster_startup_timeout_s``.
 
-The XCom document carries what the delete needs, so teardown works from any worker. A create that
-fails after scaling up deletes what it made and releases the capacity itself (a teardown does not
-run when its setup failed).
+The XCom document carries what the delete needs, so teardown works from any worker. A scale-up is
+also recorded in storage (``<run folder>/capacity.json``, a :class:`~continuous_learning.compute.hyperpod.CapacityRecord`)
+before it is made: a retry starts with cleared XComs, and the record is what tells it, and the teardown,
+the count to return to. A create that fails after scaling up keeps the nodes for its retry; on its last
+try it deletes what it made and releases the capacity itself (a teardown does not run when its setup
+failed).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from continuous_learning.airflow.context import task_settings
+from continuous_learning.airflow.context import run_identity, task_settings
+from continuous_learning.compute.hyperpod import CapacityRecord
 from continuous_learning.config import Settings
 
 from airflow.sdk import BaseOperator, Context
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
 
 CAPACITY_XCOM = "capacity"
+CAPACITY_RECORD = "capacity.json"
+
+
+def capacity_record_uri(settings: Settings, context: Context) -> str:
+    """Where the run's capacity decision is kept: ``capacity.json`` in the run's folder."""
+    from continuous_learning import storage
+    from continuous_learning.training import run_paths
+
+    return storage.join(run_paths(settings, run_identity(context)).root, CAPACITY_RECORD)
+
+
+def read_capacity_record(uri: str) -> CapacityRecord | None:
+    from continuous_learning import storage
+
+    return CapacityRecord.model_validate(storage.read_json(uri)) if storage.exists(uri) else None
+
+
+def write_capacity_record(uri: str, record: CapacityRecord) -> None:
+    from continuous_learning import storage
+
+    storage.write_json(uri, record.model_dump(mode="json"))
+
+
+def _who(context: Context, task_id: str) -> str:
+    try_number = getattr(context["ti"], "try_number", None)
+    return f"{context['dag'].dag_id}/{context['run_id']}/{task_id}" + (
+        f" try {try_number}" if try_number else ""
+    )
+
+
+def _retry_follows(context: Context) -> bool:
+    """Will Airflow run this task again after this failure? (Unknown: no, so nothing is left billed.)"""
+    ti = context["ti"]
+    try_number, max_tries = getattr(ti, "try_number", None), getattr(ti, "max_tries", None)
+    if not isinstance(try_number, int) or not isinstance(max_tries, int):
+        return False
+    return try_number <= max_tries
 
 
 def _resolve_deferrable(op: Any, settings: Settings) -> None:
@@ -67,9 +109,25 @@ class _CapacityMixin(BaseOperator):
         _resolve_deferrable(self, settings)
         hook = self._hyperpod_hook(settings)
         try:
-            plan = hook.ensure_capacity(h.cluster_name, h.instance_group, required)
+            plan = hyperpod.plan_capacity(hook.describe_cluster(h.cluster_name), h.instance_group, required)
         except hyperpod.CapacityError as exc:
             raise AirflowFailException(str(exc)) from None
+        self.log.info(
+            "HyperPod %s/%s: %d current, %d target, %d required -> %s%s", h.cluster_name, h.instance_group,
+            plan.current, plan.target, required, plan.action,
+            " (autoscaling managed by HyperPod)" if plan.autoscaling_managed else "",
+        )  # fmt: skip
+        record_uri = capacity_record_uri(settings, context)
+        earlier = read_capacity_record(record_uri)
+        if earlier is not None and earlier.outstanding:
+            self.log.info("HyperPod capacity: %s scaled %s from %d to %d (%s): returned to %d at teardown",
+                          earlier.scaled_by, earlier.instance_group, earlier.count_before, earlier.target,
+                          record_uri, earlier.count_before)  # fmt: skip
+        record = hyperpod.record_scale_up(earlier, plan, _who(context, self.task_id), datetime.now(UTC))
+        if record is not None:  # intent first: a crash right after update_cluster still leaves the record
+            write_capacity_record(record_uri, record)
+        if plan.action == "scale" and plan.scale_to is not None:
+            hook.set_instance_count(h.cluster_name, h.instance_group, plan.scale_to)
         context["ti"].xcom_push(key=CAPACITY_XCOM, value=plan.as_dict())
         if plan.action == "none":
             self._check_nodes(context, settings)
@@ -156,31 +214,50 @@ class _CapacityMixin(BaseOperator):
         return plan if isinstance(plan, dict) else None
 
     def _release_after_failure(self, context: Context, settings: Settings) -> None:
-        release_capacity(self, settings, self._capacity_plan(context))
+        release_capacity(self, settings, self._capacity_plan(context), context)
 
 
-def release_capacity(op: BaseOperator, settings: Settings, plan: dict[str, Any] | None) -> int | None:
-    """Scale the instance group back to where this run found it (when it scaled it up). Idempotent."""
+def release_capacity(
+    op: BaseOperator, settings: Settings, plan: dict[str, Any] | None, context: Context | None = None
+) -> int | None:
+    """Scale the instance group back to where this run found it (when it scaled it up). Idempotent.
+
+    The run's :class:`CapacityRecord` (read with ``context``) wins over ``plan`` (an XCom, which a retry
+    loses); once the group is back, the record is marked released.
+    """
     from continuous_learning.airflow.hooks import SageMakerHyperPodHook
     from continuous_learning.compute import hyperpod
 
     h = settings.hyperpod
     if not h.cluster_name or not h.scale_down_at_teardown:
         return None
-    count = hyperpod.release_count(plan, h.baseline_instance_count)
-    if count is None:
+    record_uri = capacity_record_uri(settings, context) if context is not None else None
+    record = read_capacity_record(record_uri) if record_uri else None
+    outstanding = record is not None and record.outstanding and record.instance_group == h.instance_group
+    if not outstanding and hyperpod.release_count(plan, h.baseline_instance_count) is None:
         op.log.info("HyperPod capacity: nothing to release (not scaled by this run, reserved, or autoscaled)")
         return None
     hook = SageMakerHyperPodHook(aws_conn_id=h.aws_conn_id, region_name=h.region_name)
     describe = hook.describe_cluster(h.cluster_name)
+    count = hyperpod.release_target(
+        plan, record, str(describe.get("ClusterName")), h.instance_group, h.baseline_instance_count
+    )
+    if count is None:
+        op.log.info("HyperPod capacity: nothing to release (not scaled by this run, reserved, or autoscaled)")
+        return None
     group: dict[str, Any] = next(
         (g for g in describe.get("InstanceGroups", []) if g.get("InstanceGroupName") == h.instance_group), {}
     )
     if int(group.get("TargetCount", -1)) == count:
         op.log.info("HyperPod %s/%s already at %d nodes", h.cluster_name, h.instance_group, count)
-        return count
-    hook.set_instance_count(h.cluster_name, h.instance_group, count)
-    op.log.info("HyperPod %s/%s scaled back to %d nodes", h.cluster_name, h.instance_group, count)
+    else:
+        hook.set_instance_count(h.cluster_name, h.instance_group, count)
+        op.log.info("HyperPod %s/%s scaled back to %d nodes", h.cluster_name, h.instance_group, count)
+    if outstanding and record is not None and record_uri is not None and context is not None:
+        released = record.model_copy(
+            update={"released_at": datetime.now(UTC), "released_by": _who(context, op.task_id)}
+        )
+        write_capacity_record(record_uri, released)
     return count
 
 
@@ -235,7 +312,7 @@ class ReleaseHyperPodCapacityOperator(BaseOperator):
         self.plan = plan
 
     def execute(self, context: Context) -> None:
-        release_capacity(self, task_settings(context), self.plan or None)
+        release_capacity(self, task_settings(context), self.plan or None, context)
 
 
 class CreateRayClusterOperator(_CapacityMixin):
@@ -300,6 +377,45 @@ class CreateRayClusterOperator(_CapacityMixin):
         }
 
     def create_cluster(self, context: Context) -> dict[str, Any]:
+        """Create (or re-attach to) the RayCluster and wait for it; on a failure, keep the nodes for a retry,
+        or, on the last try, delete the cluster and release the capacity (the teardown will not run)."""
+        try:
+            return self._create_cluster(context)
+        except TaskDeferred:
+            raise
+        except Exception as exc:
+            self._after_create_failure(context, exc)
+            raise
+
+    def _after_create_failure(self, context: Context, exc: Exception) -> None:
+        from continuous_learning.airflow.hooks import KubeRayHook
+        from continuous_learning.compute import kuberay
+
+        settings = task_settings(context)
+        if not isinstance(exc, AirflowFailException) and _retry_follows(context):
+            record = (
+                read_capacity_record(capacity_record_uri(settings, context))
+                if settings.hyperpod.cluster_name
+                else None
+            )
+            if record is not None and record.outstanding:
+                self.log.warning(
+                    "RayCluster creation failed (%s: %s); the HyperPod nodes stay for the retry: the scale-up "
+                    "is recorded in %s, and the teardown returns the group to its count before the run",
+                    type(exc).__name__, exc, capacity_record_uri(settings, context),
+                )  # fmt: skip
+            return
+        name = kuberay.cluster_name_for(context["dag"].dag_id, context["run_id"])
+        try:
+            KubeRayHook(**self._document(context, settings, name)["hook"]).kuberay().delete(
+                kuberay.RAYCLUSTERS, settings.kuberay.namespace, name
+            )
+        except Exception:  # the capacity matters more than a RayCluster that may not exist
+            self.log.exception("could not delete RayCluster %s after the failed create", name)
+        self._release_after_failure(context, settings)
+        self.log.info("RayCluster creation failed on its last try: deleted %s, released the capacity", name)
+
+    def _create_cluster(self, context: Context) -> dict[str, Any]:
         from continuous_learning.airflow.hooks import KubeRayHook
         from continuous_learning.compute import kuberay
         from continuous_learning.training import job_environment
@@ -413,6 +529,7 @@ class DeleteRayClusterOperator(BaseOperator):
     def execute(self, context: Context) -> None:
         if not self.cluster:
             self.log.info("no cluster was created for this run: nothing to delete")
+            release_capacity(self, task_settings(context), None, context)  # a recorded scale-up, if any
             return
         backend = self.cluster.get("backend")
         if backend == "local_ray":
@@ -440,4 +557,4 @@ class DeleteRayClusterOperator(BaseOperator):
         if client.delete(kuberay.RAYCLUSTERS, namespace, self.cluster["name"]):
             clusters.append(self.cluster["name"])
         self.log.info("deleted RayJobs %s and RayClusters %s", jobs or "-", clusters or "-")
-        release_capacity(self, settings, self.cluster.get("capacity"))
+        release_capacity(self, settings, self.cluster.get("capacity"), context)

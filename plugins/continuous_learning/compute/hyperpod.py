@@ -3,13 +3,20 @@
 Pure decisions over ``describe_cluster`` / ``list_cluster_nodes`` answers (no Airflow, no client):
 the Airflow hook makes the calls, this module says what to do with them. The waiting itself is
 written once, as the botocore waiter model in ``waiters/sagemaker.json``.
+
+A scale-up is also a :class:`CapacityRecord`: the caller keeps it in storage under the run's folder, so a
+retry (which starts with cleared XComs) and the teardown know the count the run found, and capacity goes
+back to it whatever attempt scaled and whatever attempt releases.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 WAITERS_PATH = Path(__file__).parent / "waiters" / "sagemaker.json"
 AT_TARGET_WAITER = "hyperpod_instance_groups_at_target"
@@ -159,6 +166,72 @@ def release_count(plan: dict[str, Any] | None, baseline: int) -> int | None:
     if plan.get("action") != "scale":
         return None
     return int(plan.get("original_count", baseline))
+
+
+class CapacityRecord(BaseModel):
+    """One DAG run's capacity decision: the document ``<run folder>/capacity.json``.
+
+    Written before ``update_cluster`` scales the group up (intent first: a crash after the call still
+    leaves the record), read by every later attempt and by the teardown, marked released when the group
+    is back at ``count_before``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal[1] = 1
+    cluster_name: str
+    instance_group: str
+    count_before: int = Field(ge=0, description="TargetCount before the run's first scale-up: the baseline")
+    target: int = Field(ge=0, description="the count the run scaled to")
+    scaled_by: str = Field(description="who scaled: dag_id/run_id/task_id and the try")
+    scaled_at: datetime
+    released_at: datetime | None = None
+    released_by: str | None = None
+
+    @property
+    def outstanding(self) -> bool:
+        return self.released_at is None
+
+    def matches(self, cluster_name: str, instance_group: str) -> bool:
+        return (self.cluster_name, self.instance_group) == (cluster_name, instance_group)
+
+
+def record_scale_up(
+    previous: CapacityRecord | None, plan: CapacityPlan, scaled_by: str, now: datetime
+) -> CapacityRecord | None:
+    """The record to write before carrying out ``plan``; None when the plan adds no nodes to give back.
+
+    An outstanding record of the same group keeps its ``count_before``: the baseline is what the run found
+    before its first scale-up, not what a later attempt found (the nodes an earlier attempt added).
+    """
+    if release_count(plan.as_dict(), plan.original_count) is None or not plan.scaled_up:
+        return None
+    before = plan.original_count
+    if (
+        previous is not None
+        and previous.outstanding
+        and previous.matches(plan.cluster_name, plan.instance_group)
+    ):
+        before = previous.count_before
+    return CapacityRecord(
+        cluster_name=plan.cluster_name, instance_group=plan.instance_group, count_before=before,
+        target=int(plan.scale_to or plan.required), scaled_by=scaled_by, scaled_at=now,
+    )  # fmt: skip
+
+
+def release_target(
+    plan: dict[str, Any] | None,
+    record: CapacityRecord | None,
+    cluster_name: str,
+    instance_group: str,
+    baseline: int,
+) -> int | None:
+    """The count to scale back to at teardown (or after a failed create), or None: leave the group as is.
+
+    An outstanding record of this group wins (it survives retries; an XCom does not); else the plan."""
+    if record is not None and record.outstanding and record.matches(cluster_name, instance_group):
+        return record.count_before
+    return release_count(plan, baseline)
 
 
 def unhealthy_nodes(nodes: list[dict[str, Any]], instance_group: str) -> list[str]:

@@ -32,6 +32,13 @@ LABEL_PREFIX = "continuous-learning.io"
 INSTANCE_GROUP_LABEL = "sagemaker.amazonaws.com/instance-group-name"
 NODE_HEALTH_LABEL = "sagemaker.amazonaws.com/node-health-status"
 DASHBOARD_PORT = 8265
+#: A custom Ray resource that only worker pods advertise (one unit each). Every RayJob's entrypoint asks
+#: for a sliver of it, so the driver (VeRL's main_ppo driver, the in-process SGLang evaluation, the model
+#: import) runs on a worker pod, where the GPUs, the FSx mount and the memory are, never on the small head.
+WORKER_RESOURCE = "cl_worker_node"
+ENTRYPOINT_WORKER_SHARE = 0.01
+#: Where a run's work folder (VeRL's data, checkpoints, merge) lives on the FSx mount, by run key.
+FSX_WORK_SUBDIR = "continuous-learning/runs"
 T = TypeVar("T")
 
 
@@ -51,8 +58,8 @@ class _Spec(BaseModel):
 
 
 class HeadGroupSpec(_Spec):
-    cpu: str = "8"
-    memory: str = "32Gi"
+    cpu: str = "2"  # the head runs Ray's control plane only (no tasks, no drivers): a system node fits it
+    memory: str = "8Gi"
     instance_group: str | None = Field(
         None, description="HyperPod instance group for the head; None: any node"
     )
@@ -162,6 +169,8 @@ def _pod_template(
         ]
     if gpus:
         env += [{"name": "NCCL_DEBUG", "value": "WARN"}, {"name": "NCCL_NVLS_ENABLE", "value": "0"}]
+        # a job driver reserves no GPU (VeRL's workers take them all) but must see them (SGLang evaluation)
+        env += [{"name": "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "value": "0"}]
     mounts = [{"name": "dshm", "mountPath": "/dev/shm"}]
     volumes: list[dict[str, Any]] = [
         {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": spec.shm_size}}
@@ -197,12 +206,20 @@ def _pod_template(
     return {"metadata": {"labels": dict(spec.labels)}, "spec": pod}
 
 
+def _ray_resources_param() -> str:
+    """``rayStartParams.resources`` of a worker group: KubeRay puts it into the ``ray start`` shell command
+    as ``--resources=<value>``, so the JSON travels single-quoted, as KubeRay itself writes it (its
+    resource parsing trims those quotes)."""
+    return f"'{json.dumps({WORKER_RESOURCE: 1})}'"
+
+
 def render_raycluster(spec: RayClusterSpec) -> dict[str, Any]:
     """The ray.io/v1 RayCluster manifest for ``spec``: a head and one worker group per spec entry."""
     head_resources = _resources(spec.head.cpu, spec.head.memory)
     head = {
         "serviceType": "ClusterIP",
-        "rayStartParams": {"dashboard-host": "0.0.0.0", "num-gpus": "0"},
+        # no CPUs or GPUs for Ray work: tasks, actors and job drivers all go to the workers
+        "rayStartParams": {"dashboard-host": "0.0.0.0", "num-cpus": "0", "num-gpus": "0"},
         "template": _pod_template(
             spec, container="ray-head", resources=head_resources,
             instance_group=spec.head.instance_group, gpus=False, efa=False,
@@ -217,7 +234,7 @@ def render_raycluster(spec: RayClusterSpec) -> dict[str, Any]:
                 "minReplicas": group.replicas,
                 "maxReplicas": group.replicas,
                 "numOfHosts": 1,
-                "rayStartParams": {"num-gpus": str(group.gpus_per_node)},
+                "rayStartParams": {"num-gpus": str(group.gpus_per_node), "resources": _ray_resources_param()},
                 "template": _pod_template(
                     spec,
                     container="ray-worker",
@@ -260,11 +277,17 @@ def render_rayjob(
     active_deadline_s: int | None = None,
     startup_deadline_s: int | None = None,
 ) -> dict[str, Any]:
-    """A ray.io/v1 RayJob: on an existing cluster (``cluster_name``) or its own (``cluster_spec``)."""
+    """A ray.io/v1 RayJob: on an existing cluster (``cluster_name``) or its own (``cluster_spec``).
+
+    The entrypoint asks for a share of :data:`WORKER_RESOURCE`, which only worker pods advertise: the
+    driver runs on a worker pod (its GPUs visible: Ray leaves ``CUDA_VISIBLE_DEVICES`` alone for a
+    process that reserved none), never on the head, which offers no CPUs, GPUs or custom resources.
+    """
     if (cluster_name is None) == (cluster_spec is None):
         raise ValueError("give exactly one of cluster_name and cluster_spec")
     spec: dict[str, Any] = {
         "entrypoint": entrypoint,
+        "entrypointResources": json.dumps({WORKER_RESOURCE: ENTRYPOINT_WORKER_SHARE}),
         "jobId": job_id,
         "runtimeEnvYAML": json.dumps({"env_vars": env}, sort_keys=True),  # JSON is YAML
         "submissionMode": "HTTPMode",
@@ -490,12 +513,25 @@ class KubeRayClient:
         if self.core is None:
             return ""
         path = f"api/jobs/{submission_id}/logs"
-        answer = self._call(
-            f"logs {submission_id}",
-            lambda: self.core.connect_get_namespaced_service_proxy_with_path(
-                f"{cluster_name}-head-svc:{DASHBOARD_PORT}", namespace, path, _preload_content=False
-            ),
-        )
+        try:
+            answer = self._call(
+                f"logs {submission_id}",
+                lambda: self.core.connect_get_namespaced_service_proxy_with_path(
+                    f"{cluster_name}-head-svc:{DASHBOARD_PORT}", namespace, path, _preload_content=False
+                ),
+            )
+        except Exception as exc:
+            if _status(exc) != 403:
+                raise
+            if not getattr(self, "_logs_forbidden_warned", False):  # once per client, not every poll
+                self._logs_forbidden_warned = True
+                log.warning(
+                    "driver log of Ray job %s not readable: the Kubernetes API refused `get services/proxy` in "
+                    "namespace %s (403 Forbidden). Grant it in the Role bound to Airflow's identity (apiGroups "
+                    "[\"\"], resources [\"services/proxy\"], verbs [\"get\"]; infra/helm/continuous-learning/"
+                    "templates/rbac.yaml has it); the job itself is not affected", submission_id, namespace,
+                )  # fmt: skip
+            return ""
         raw = answer.data if hasattr(answer, "data") else answer
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
         try:
@@ -519,11 +555,24 @@ def next_attempt(jobs: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, int
     return None, number(last) + 1
 
 
+def fsx_work_dir(mount_path: str, labels: dict[str, str], name: str) -> str:
+    """``<mount>/continuous-learning/runs/<run key>``: the run's work folder on FSx (run key from the
+    run labels, else the cluster name, which carries it too)."""
+    key = labels.get(f"{LABEL_PREFIX}/run-key") or name
+    return f"{mount_path.rstrip('/')}/{FSX_WORK_SUBDIR}/{key}"
+
+
 def cluster_spec_from_settings(
     settings: Any, name: str, labels: dict[str, str], env: dict[str, str]
 ) -> RayClusterSpec:
-    """The run's RayClusterSpec from ``settings.kuberay`` / ``settings.hyperpod`` (a config.Settings)."""
+    """The run's RayClusterSpec from ``settings.kuberay`` / ``settings.hyperpod`` (a config.Settings).
+
+    With ``kuberay.fsx_claim``, every pod gets ``CL_WORK_DIR`` on the FSx mount, one folder per DAG run
+    (its run key): the trainer keeps VeRL's data, checkpoints and merge there, where every node sees them.
+    """
     k = settings.kuberay
+    if k.fsx_claim:
+        env = {**env, "CL_WORK_DIR": fsx_work_dir(k.fsx_mount_path, labels, name)}
     return RayClusterSpec(
         name=name,
         namespace=k.namespace,

@@ -40,6 +40,7 @@ enableInTreeAutoscaling: false
 headGroupSpec:
   rayStartParams:
     dashboard-host: 0.0.0.0
+    num-cpus: "0"
     num-gpus: "0"
   template:
     metadata:
@@ -92,6 +93,8 @@ workerGroupSpecs:
     maxReplicas: {{ .Values.rayCluster.workers.replicas }}
     rayStartParams:
       num-gpus: {{ .Values.rayCluster.workers.gpus | quote }}
+      # only workers advertise it: the RayJob's entrypoint asks for a share, so drivers run where the GPUs are
+      resources: '''{"cl_worker_node": 1}'''
     template:
       metadata:
         labels:

@@ -95,6 +95,7 @@ module "iam" {
   hyperpod_security_group_ids = local.hyperpod_sg_ids
   model_package_group_name    = var.model_package_group_name
   training_namespace          = var.training_namespace
+  airflow_kubernetes_group    = var.airflow_kubernetes_group
 }
 
 module "hyperpod" {

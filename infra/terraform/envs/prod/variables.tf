@@ -119,6 +119,12 @@ variable "training_namespace" {
   default     = "continuous-learning"
 }
 
+variable "airflow_kubernetes_group" {
+  description = "Kubernetes group Airflow's IAM role is mapped to (EKS access entry) = the chart's rbac.airflowGroups."
+  type        = string
+  default     = "continuous-learning-airflow"
+}
+
 variable "log_retention_days" {
   description = "CloudWatch Logs retention in days."
   type        = number

@@ -302,3 +302,17 @@ resource "aws_eks_pod_identity_association" "airflow" {
   role_arn        = aws_iam_role.airflow.arn
   tags            = var.tags
 }
+
+# Airflow reaches the EKS API with an IAM token of this role (the KubeRay hook's eks_cluster_name path,
+# Pod Identity on EKS or the MWAA execution role alike): without an access entry the API server does not
+# know the role and answers 401. The entry maps it to a Kubernetes group and attaches no access policy:
+# its rights are exactly the namespaced Role that the chart's RoleBinding gives that group.
+resource "aws_eks_access_entry" "airflow" {
+  count = var.airflow_kubernetes_group == null ? 0 : 1
+
+  cluster_name      = var.eks_cluster_name
+  principal_arn     = aws_iam_role.airflow.arn
+  type              = "STANDARD"
+  kubernetes_groups = [var.airflow_kubernetes_group]
+  tags              = var.tags
+}

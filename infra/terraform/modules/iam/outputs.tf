@@ -12,3 +12,8 @@ output "airflow_role_arn" {
   description = "Role of Airflow (Pod Identity on EKS, or the MWAA execution role)."
   value       = aws_iam_role.airflow.arn
 }
+
+output "airflow_kubernetes_group" {
+  description = "Kubernetes group of the Airflow role's EKS access entry (the chart's rbac.airflowGroups), or null."
+  value       = var.airflow_kubernetes_group
+}

@@ -101,3 +101,9 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "airflow_kubernetes_group" {
+  description = "Kubernetes group that an EKS access entry maps the Airflow role to; the continuous-learning chart's RoleBinding binds it (rbac.airflowGroups). null: no access entry (Airflow then needs another way in, e.g. a service-account token connection)."
+  type        = string
+  default     = "continuous-learning-airflow"
+}
