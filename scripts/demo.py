@@ -141,7 +141,9 @@ def main() -> int:
         raise SystemExit(f"DEMO_MODEL={MODEL!r}: allowed are tiny (default) and smollm2")
     if DEMO.exists():
         shutil.rmtree(DEMO)
-    say(f"day-0 model: {'SmolLM2-135M-Instruct (builtin:smollm2), LoRA' if MODEL == 'smollm2' else 'tiny, built'}")
+    say(
+        f"day-0 model: {'SmolLM2-135M-Instruct (builtin:smollm2), LoRA' if MODEL == 'smollm2' else 'tiny, built'}"
+    )
     DEMO.mkdir()
     say("setting up Airflow (SQLite metadata database)")
     run(["airflow", "db", "migrate"], "airflow-db-migrate.log")

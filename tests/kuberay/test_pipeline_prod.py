@@ -34,7 +34,6 @@ def test_continuous_training_in_prod_mode(
     airflow_db: str, storage_root: str, kube: Any, aws: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from airflow.dag_processing.dagbag import DagBag
-
     from continuous_learning.models.chat_templates import load_shipped
 
     cluster = create_hyperpod(aws, count=0)
@@ -81,7 +80,9 @@ def test_continuous_training_in_prod_mode(
     assert not (run_dir / "specs" / "bootstrap.json").exists()
     v0 = json.loads(Path(registry.removeprefix("file://"), "versions", "v0.json").read_text())
     assert v0["lineage"]["kind"] == "import" and v0["lineage"]["source_uri"] == f"file://{user_model}"
-    assert v0["lineage"]["architecture"] == "Qwen2ForCausalLM" and v0["lineage"]["tool_call_format"] == "hermes"
+    assert (
+        v0["lineage"]["architecture"] == "Qwen2ForCausalLM" and v0["lineage"]["tool_call_format"] == "hermes"
+    )
     assert v0["lineage"]["files"]["model.safetensors"]
     v1 = json.loads(Path(registry.removeprefix("file://"), "versions", "v1.json").read_text())
     assert v1["parent_version"] == "v0" and v1["lineage"]["base_model_uri"] == v0["model_uri"]

@@ -11,7 +11,7 @@ from continuous_learning.config import load_settings
 from continuous_learning.contracts import ImportSpec
 from continuous_learning.models.chat_templates import load_shipped
 from continuous_learning.models.importing import ModelImportError, prepare_model, publish_model
-from continuous_learning.models.onboarding import OnboardingError, register_model
+from continuous_learning.models.onboarding import OnboardingError
 from continuous_learning.registry import ModelRegistry
 
 from tests.user_models import chatml_template, make_user_model
@@ -126,8 +126,12 @@ def test_register_model_cli_onboards_and_promotes(
 
     root = f"file://{tmp_path / 'store'}"
     monkeypatch.setenv("CL_STORAGE__ROOT", root)
-    source = make_user_model(tmp_path / "src", chat_template=load_shipped("mistral"), architecture="MistralForCausalLM")
-    assert main(["register-model", "--uri", str(source), "--promote", "--reason", "onboarding our agent"]) == 0
+    source = make_user_model(
+        tmp_path / "src", chat_template=load_shipped("mistral"), architecture="MistralForCausalLM"
+    )
+    assert (
+        main(["register-model", "--uri", str(source), "--promote", "--reason", "onboarding our agent"]) == 0
+    )
     document = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert document["version"] == "v0" and document["production_revision"] == 1
     assert document["lineage"]["tool_call_format"] == "mistral"

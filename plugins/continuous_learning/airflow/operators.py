@@ -243,8 +243,7 @@ class _RayJobOperator(ResumableJobMixin, BaseOperator):
             cluster_name=None if cluster_spec else self.cluster["name"], cluster_spec=cluster_spec,
             active_deadline_s=k.job_startup_timeout_s + settings.compute.job_timeout_s,
         )  # fmt: skip
-        if kuberay.crd_directory() is not None:
-            kuberay.validate_manifest(manifest)
+        kuberay.validate_manifest(manifest)
         obj, created = client.create_or_get(kuberay.RAYJOBS, manifest)
         self._external = {"name": name, "submission_id": obj["spec"]["jobId"]}
         self.log.info("RayJob %s %s: %s", name, "submitted" if created else "exists: re-attached",

@@ -430,8 +430,7 @@ class CreateRayClusterOperator(_CapacityMixin):
         manifest = kuberay.render_raycluster(spec)
         manifest["metadata"]["annotations"].update({"continuous-learning.io/dag-id": dag_id,
                                                     "continuous-learning.io/run-id": run_id})  # fmt: skip
-        if kuberay.crd_directory() is not None:
-            kuberay.validate_manifest(manifest)
+        kuberay.validate_manifest(manifest)
         client = KubeRayHook(**doc["hook"]).kuberay()
         self._in_flight = (doc, context, settings)  # what on_kill must clean up
         obj, created = client.create_or_get(kuberay.RAYCLUSTERS, manifest)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -102,7 +103,7 @@ def register_model(
     """Import ``uri`` here (validate, fix, copy into storage) and register it; the CLI's document."""
     from continuous_learning.models.importing import ModelImportError, prepare_model, publish_model
 
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
     run_id = f"register-model-{stamp}"
     output_uri = storage.join(settings.storage.uri("models"), f"{_slug(uri)}-{stamp}", "model")
     spec = import_spec(
