@@ -28,16 +28,16 @@ MODEL = os.environ.get("DEMO_MODEL", "tiny")
 #: A real 135M-parameter model on 2 CPU cores: fewer, shorter steps than the tiny model's defaults.
 SMOLLM2 = {
     "CL_MODEL__BASE_URI": "builtin:smollm2",
-    "CL_MODEL__IMITATE_AGENT_STEPS": "30",
+    "CL_MODEL__IMITATE_AGENT_STEPS": "12",
     "CL_MODEL__IMITATE_AGENT_LEARNING_RATE": "1e-4",
     "CL_MODEL__LORA__ENABLED": "true",
     "CL_MODEL__LORA__RANK": "16",
     "CL_TRAINER__LEARNING_RATE": "1e-4",
-    "CL_TRAINER__MAX_STEPS": "8",
+    "CL_TRAINER__MAX_STEPS": "4",
     "CL_TRAINER__PROMPTS_PER_STEP": "2",
     "CL_TRAINER__SAMPLES_PER_PROMPT": "4",
     "CL_TRAINER__MAX_COMPLETION_TOKENS": "48",
-    "CL_EVALUATION__MAX_PROMPTS": "48",
+    "CL_EVALUATION__MAX_PROMPTS": "32",
 }
 T0 = time.monotonic()
 

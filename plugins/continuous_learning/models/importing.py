@@ -230,8 +230,15 @@ def prepare_model(spec: ImportSpec, workdir: Path) -> PreparedModel:
         tokenizer = AutoTokenizer.from_pretrained(source, **load_kwargs)
     except (OSError, ValueError, KeyError) as exc:
         raise ModelImportError(f"transformers cannot read the model at {spec.source_uri}: {exc}") from None
+    fixes: list[str] = []
+    if not getattr(config, "architectures", None):  # GGUF metadata carries the model type only
+        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+        if (name := MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(config.model_type)) is not None:
+            config.architectures = [name]
+            fixes.append(f"architectures set to {name} from model_type {config.model_type!r}")
     architecture = check_architecture(config.to_dict())
-    fixes = fix_special_tokens(tokenizer, config)
+    fixes += fix_special_tokens(tokenizer, config)
     try:
         template = prepare_template(
             getattr(tokenizer, "chat_template", None),
