@@ -37,6 +37,13 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--out", required=True, help="base URI; writes <out>/raw and <out>/feedback")
     gen.add_argument("--per-day", type=int, default=400, help="interactions per day")
     gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument(
+        "--world",
+        choices=["default", "production"],
+        default="default",
+        help="default: the demo's small world; production: overlapping tools, arguments to normalise, "
+        "multi-call answers and an agent with systematic mistakes (see benchmarks/world/)",
+    )
 
     ing = sub.add_parser("ingest", help="ingest one day of raw logs into a curated partition")
     ing.add_argument("--date", type=_day, required=True)
@@ -79,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.days < 1 or args.per_day < 1:
             parser.error("--days and --per-day must be at least 1")
-        days = generate_logs(args.out, args.start, args.days, args.per_day, args.seed)
+        days = generate_logs(args.out, args.start, args.days, args.per_day, args.seed, world=args.world)
         _emit({"days": [d.__dict__ for d in days]})
     elif args.command == "ingest":
         from continuous_learning.data.ingest import IngestError, ingest_day

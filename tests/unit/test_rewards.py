@@ -4,6 +4,7 @@ import json
 
 import pytest
 from continuous_learning.contracts import RewardWeights
+from continuous_learning.models.tool_calls import format_calls
 from continuous_learning_trainer.rewards import (
     compute_score,
     format_reference,
@@ -141,3 +142,53 @@ def test_verl_entry_point_takes_the_tool_call_format() -> None:
         "agent/travel", LLAMA_CALL, truth, extra, tool_call_format="llama3_json"
     ) == pytest.approx(1.0)
     assert compute_score("agent/travel", LLAMA_CALL, truth, extra) == 0.0
+
+
+TWO_TOOLS = [
+    TOOLS[0],
+    {
+        "type": "function",
+        "function": {
+            "name": "find_hotel",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}, "nights": {"type": "integer"}},
+                "required": ["city", "nights"],
+            },
+        },
+    },
+]
+WEATHER = {"name": "get_weather", "arguments": {"city": "Paris", "day": "today"}}
+HOTEL = {"name": "find_hotel", "arguments": {"city": "Paris", "nights": 3}}
+TWO_CALLS = {
+    "content": None,
+    "tool_calls": [WEATHER, HOTEL],
+    "negatives": [{"content": None, "tool_calls": [WEATHER]}],
+}
+
+
+@pytest.mark.parametrize("fmt", ["hermes", "llama3_json", "mistral"])
+def test_multi_call_answers_score_order_and_partial_credit_in_every_format(fmt: str) -> None:
+    def total(calls: list[dict[str, object]]) -> float:
+        text = format_calls(calls, fmt)  # type: ignore[arg-type]
+        return score_response(text, TWO_CALLS, TWO_TOOLS, tool_call_format=fmt).total  # type: ignore[arg-type]
+
+    assert total([WEATHER, HOTEL]) == pytest.approx(1.0)
+    swapped = score_response(format_calls([HOTEL, WEATHER], fmt), TWO_CALLS, TWO_TOOLS, tool_call_format=fmt)  # type: ignore[arg-type]
+    assert swapped.order == 0.5 and swapped.tool_name == pytest.approx(0.75) and swapped.arguments == 1.0
+    assert swapped.total == pytest.approx(0.2 + 0.4 * 0.75 + 0.4)
+    # The missing second call: the rejected answer (a negative), half the names, half the arguments.
+    assert total([WEATHER]) == pytest.approx(0.2 + 0.4 * 0.5 + 0.4 * 0.5 - 0.5)
+    hotel_wrong = {"name": "find_hotel", "arguments": {"city": "Paris", "nights": 4}}
+    assert total([WEATHER, hotel_wrong]) == pytest.approx(0.2 + 0.4 + 0.4 * 0.75)
+    assert total([WEATHER, HOTEL, HOTEL]) == pytest.approx(0.2 + 0.4 * 2 / 3 + 0.4)  # an extra call costs
+    assert total([WEATHER, WEATHER]) == pytest.approx(0.2 + 0.4 * 0.5 + 0.4 * 0.5)  # paired once, not twice
+    assert total([{"name": "find_hotel", "arguments": {"city": "Paris", "nights": 3.0}}, WEATHER]) == total(
+        [HOTEL, WEATHER]
+    )  # numbers compare by value
+
+
+def test_a_negative_in_another_order_is_not_the_rejected_answer() -> None:
+    reference = {"content": None, "tool_calls": [HOTEL, WEATHER], "negatives": [TWO_CALLS]}
+    assert not score_response(format_calls([HOTEL, WEATHER]), reference, TWO_TOOLS).negative_hit
+    assert score_response(format_calls([WEATHER, HOTEL]), reference, TWO_TOOLS).negative_hit

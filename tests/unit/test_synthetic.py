@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import gzip
+from collections import Counter
 from datetime import date
 from pathlib import Path
 
+import pytest
 from continuous_learning.data.schema import RecordError, decode_interaction, decode_late_feedback
 from continuous_learning.data.synthetic import generate_logs
 
@@ -58,3 +60,38 @@ def test_late_feedback_files_are_valid_corrections(tmp_path: Path) -> None:
     assert "dt=2026-11-04" in arrival_days or "dt=2026-11-03" in arrival_days  # some arrive after their day
     assert sum(d.late_feedback for d in days) == len(events)
     assert all(e.content is not None and e.interaction_id for e in events)
+
+
+def test_production_world_is_reproducible_schema_valid_and_has_exposed_mistakes(tmp_path: Path) -> None:
+    generate_logs(f"file://{tmp_path / 'a'}", date(2026, 11, 1), 2, 150, seed=3, world="production")
+    generate_logs(f"file://{tmp_path / 'b'}", date(2026, 11, 1), 2, 150, seed=3, world="production")
+    generate_logs(f"file://{tmp_path / 'd'}", date(2026, 11, 1), 2, 150, seed=3)
+    assert _files(tmp_path / "a") == _files(tmp_path / "b") != _files(tmp_path / "d")
+    records = []
+    for path in sorted((tmp_path / "a" / "raw").rglob("*.jsonl*")):
+        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        for line in data.decode().splitlines():
+            try:
+                records.append(decode_interaction(line.encode()))
+            except RecordError:
+                continue
+    tools_used = {c.function.name for record, _ in records for c in record.messages[-1].tool_calls or []}
+    assert len({record.agent for record, _ in records}) == 4 and len(tools_used) >= 14
+    mistakes = Counter(extra["mistake"] for _, extra in records)
+    assert {"wrong_tool", "raw_arguments", "missing_call", None} <= set(mistakes)
+    assert any(len(r.messages[-1].tool_calls or []) == 2 for r, _ in records)
+    corrections = {
+        e.interaction_id: e
+        for path in sorted((tmp_path / "a" / "feedback").rglob("*.jsonl"))
+        for e in (decode_late_feedback(line.encode()) for line in path.read_text().splitlines())
+    }
+    mistake_of = {record.interaction_id: extra["mistake"] for record, extra in records}
+    assert corrections and all(
+        mistake_of[key] is not None for key in corrections
+    )  # only mistakes are corrected
+
+
+def test_unknown_world_is_refused_before_writing(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown synthetic world 'prod'; known: default, production"):
+        generate_logs(f"file://{tmp_path}", date(2026, 11, 1), 1, 10, world="prod")
+    assert not any(tmp_path.iterdir())

@@ -14,6 +14,7 @@ To add a component: compute it in :func:`score_response`, add its weight to ``Re
 
 from __future__ import annotations
 
+import bisect
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -42,6 +43,8 @@ class RewardBreakdown:
     arguments: float
     text: float
     negative_hit: bool
+    #: Share of the paired calls that come in the reference's order (1.0 for text references).
+    order: float = 1.0
 
 
 def format_tool_call(name: str, arguments: dict[str, Any]) -> str:
@@ -95,10 +98,109 @@ def _token_f1(prediction: str, reference: str) -> float:
 
 
 def _same_calls(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
+    """The same calls in the same order (the order of calls is part of an answer)."""
+
     def key(calls: list[dict[str, Any]]) -> list[str]:
-        return sorted(json.dumps(c, sort_keys=True) for c in calls)
+        return [json.dumps({"name": c["name"], "arguments": c["arguments"]}, sort_keys=True) for c in calls]
 
     return key(a) == key(b)
+
+
+def _same_value(got: Any, want: Any) -> bool:
+    """Numbers by value (1250.5 == 1250.50, 60 == 60.0); anything else by its text, as before."""
+
+    def number(value: Any) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+
+    if number(got) and number(want):
+        return float(got) == float(want)
+    return str(got) == str(want)
+
+
+def _argument_credit(ref: dict[str, Any], got: dict[str, Any]) -> int:
+    """Reference arguments matched, less arguments the reference does not have (at least 0); 1 for a
+    reference call without arguments."""
+    if not ref:
+        return 1
+    matched = sum(1 for k, v in ref.items() if k in got and _same_value(got[k], v))
+    return max(matched - len(set(got) - set(ref)), 0)
+
+
+def _longest_increasing(values: list[int]) -> int:
+    tails: list[int] = []
+    for value in values:
+        position = bisect.bisect_left(tails, value)
+        tails[position : position + 1] = [value]
+    return len(tails)
+
+
+# Above this many same-name pairings the alignment is greedy (a response of dozens of identical calls).
+_EXHAUSTIVE_LIMIT = 5_000
+
+
+@dataclass(frozen=True)
+class _Alignment:
+    pairs: tuple[tuple[int, int], ...]  # (reference call, response call), one to one, same name
+    argument_credit: int
+    in_order: int  # the most pairs whose response calls come in the reference's order
+
+    def key(self) -> tuple[int, int]:
+        return (self.argument_credit, self.in_order)
+
+
+def _alignment(pairs: list[tuple[int, int]], credit: dict[tuple[int, int], int]) -> _Alignment:
+    ordered = sorted(pairs)
+    return _Alignment(
+        tuple(ordered),
+        sum(credit[p] for p in ordered),
+        _longest_increasing([g for _, g in ordered]),
+    )
+
+
+def _align(ref_calls: list[dict[str, Any]], got_calls: list[dict[str, Any]]) -> _Alignment:
+    """Pair each reference call with at most one response call of the same name: the pairing that
+    matches the most arguments, then keeps the most calls in order. Every call that can be paired is
+    (a pair never lowers the score), so the number of pairs is the name overlap of the two lists."""
+    options = [[g for g, got in enumerate(got_calls) if got["name"] == ref["name"]] for ref in ref_calls]
+    credit = {
+        (r, g): _argument_credit(ref_calls[r]["arguments"], got_calls[g]["arguments"])
+        for r, gs in enumerate(options)
+        for g in gs
+    }
+    size = 1
+    for gs in options:
+        size *= len(gs) + 1
+    if size <= _EXHAUSTIVE_LIMIT:
+        best: _Alignment | None = None
+
+        def search(r: int, used: frozenset[int], pairs: list[tuple[int, int]]) -> None:
+            nonlocal best
+            if r == len(ref_calls):
+                found = _alignment(pairs, credit)
+                if best is None or (len(found.pairs), found.key()) > (len(best.pairs), best.key()):
+                    best = found
+                return
+            for g in options[r]:
+                if g not in used:
+                    search(r + 1, used | {g}, [*pairs, (r, g)])
+            search(r + 1, used, pairs)  # left unpaired: its response call may fit a later one better
+
+        search(0, frozenset(), [])
+        assert best is not None
+        return best
+    # Greedy: each reference call in turn takes the free response call that matches most of its
+    # arguments, the earliest one after the previous pair on a tie.
+    pairs: list[tuple[int, int]] = []
+    used: set[int] = set()
+    last = -1
+    for r, gs in enumerate(options):
+        free = [g for g in gs if g not in used]
+        if free:
+            chosen = max(free, key=lambda g: (credit[(r, g)], g > last, -g))
+            pairs.append((r, chosen))
+            used.add(chosen)
+            last = chosen
+    return _alignment(pairs, credit)
 
 
 def score_response(
@@ -124,25 +226,18 @@ def score_response(
         and (bool(parsed.tool_calls) or not ref_calls)
     )
     name_score = args_score = text_score = 0.0
+    order_score = 1.0
     if ref_calls:
-        ref_names = Counter(c["name"] for c in ref_calls)
-        got_names = Counter(c["name"] for c in parsed.tool_calls)
-        name_score = sum((ref_names & got_names).values()) / max(
-            sum(ref_names.values()), sum(got_names.values())
-        )
-        matched = total = 0
-        for ref in ref_calls:
-            candidates = [c for c in parsed.tool_calls if c["name"] == ref["name"]]
-            total += len(ref["arguments"]) or 1
-            if not candidates:
-                continue
-            best = max(
-                sum(1 for k, v in ref["arguments"].items() if str(c["arguments"].get(k)) == str(v))
-                for c in candidates
-            )
-            extra = max(len(set(c["arguments"]) - set(ref["arguments"])) for c in candidates)
-            matched += max(best - extra, 0) if ref["arguments"] else 1
-        args_score = matched / total if total else 0.0
+        # Calls are paired one to one by name (see _align). A paired call earns its name credit in full
+        # when it comes in the reference's order, half when out of order; a missing or extra call earns
+        # none (the share is over the longer list). Arguments: the share of the reference's arguments
+        # its paired calls match. A one-call answer scores as it always has.
+        alignment = _align(ref_calls, parsed.tool_calls)
+        paired, in_order = len(alignment.pairs), alignment.in_order
+        name_score = (in_order + 0.5 * (paired - in_order)) / max(len(ref_calls), len(parsed.tool_calls))
+        order_score = in_order / paired if paired else 0.0
+        total = sum(len(ref["arguments"]) or 1 for ref in ref_calls)
+        args_score = alignment.argument_credit / total
         total_score = (
             weights.format * float(format_valid)
             + weights.tool_name * name_score
@@ -164,7 +259,9 @@ def score_response(
             negative_hit = negative_hit or _token_f1(parsed.text, negative["content"]) > 0.9
     if negative_hit:
         total_score -= weights.negative_penalty
-    return RewardBreakdown(total_score, format_valid, name_score, args_score, text_score, negative_hit)
+    return RewardBreakdown(
+        total_score, format_valid, name_score, args_score, text_score, negative_hit, order_score
+    )
 
 
 def compute_score(
