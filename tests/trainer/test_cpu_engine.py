@@ -17,7 +17,7 @@ from continuous_learning.contracts import ImitationOptions, RunSpec, TrainResult
 from continuous_learning.data.reward_dataset import VERL_SCHEMA
 from continuous_learning.models import chat_templates
 from continuous_learning.models.tool_calls import format_calls
-from continuous_learning_trainer import cpu_engine, reward_function, sft
+from continuous_learning_trainer import cpu_engine, prompts, reward_function, sft
 from continuous_learning_trainer.chat import END
 
 from tests.trainer.helpers import TOOLS, run_spec
@@ -171,9 +171,9 @@ def test_prompts_use_the_models_template_or_the_tiny_format(
     from transformers import AutoTokenizer
 
     uri = write_rows(tmp_path / "train.parquet", reference_rows(3))
-    plain = cpu_engine.load_prompts(uri, AutoTokenizer.from_pretrained(models["plain"]))
+    plain = prompts.load_prompts(uri, AutoTokenizer.from_pretrained(models["plain"]))
     assert plain[0]["prompt"].startswith("<|system|>You help travellers.") and not rendered
-    chatml = cpu_engine.load_prompts(uri, AutoTokenizer.from_pretrained(models["chatml"]))
+    chatml = prompts.load_prompts(uri, AutoTokenizer.from_pretrained(models["chatml"]))
     assert [tools for _, tools in rendered] == [TOOLS, TOOLS, None]
     assert chatml[0]["prompt"].startswith("<|im_start|>system\nTools: ")
     assert chatml[2]["prompt"].endswith("<|im_start|>user\nsay hello 2<|im_end|>\n<|im_start|>assistant\n")
@@ -185,18 +185,18 @@ def test_prompts_use_the_models_template_or_the_tiny_format(
 def test_completions_are_cut_at_eos_and_padding_dropped(models: dict[str, Path]) -> None:
     from transformers import AutoTokenizer
 
-    tokenizer = cpu_engine.prepare_tokenizer(AutoTokenizer.from_pretrained(models["chatml"]))
+    tokenizer = prompts.prepare_tokenizer(AutoTokenizer.from_pretrained(models["chatml"]))
     assert tokenizer.pad_token == "<|im_end|>"  # a real model's tokenizer may have none
     text = format_calls([PARIS]) + "<|im_end|>" + "trailing words"
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    stops = cpu_engine.stop_token_ids(tokenizer)
-    assert cpu_engine.decode_completion(tokenizer, ids, stops) == format_calls([PARIS])
+    stops = prompts.stop_token_ids(tokenizer)
+    assert prompts.decode_completion(tokenizer, ids, stops) == format_calls([PARIS])
     plain = AutoTokenizer.from_pretrained(models["plain"])
     ids = plain("hello there", add_special_tokens=False)["input_ids"] + [
         plain.eos_token_id,
         plain.pad_token_id,
     ]
-    assert cpu_engine.decode_completion(plain, ids, cpu_engine.stop_token_ids(plain)) == "hello there"
+    assert prompts.decode_completion(plain, ids, prompts.stop_token_ids(plain)) == "hello there"
 
 
 def test_lora_grpo_writes_merged_model_and_adapter_and_resumes(
@@ -276,7 +276,7 @@ def test_sft_completions_are_the_reference_in_the_models_turn(
 ) -> None:
     from transformers import AutoTokenizer
 
-    rows = cpu_engine.load_rows(write_rows(tmp_path / "train.parquet", reference_rows(3)))
+    rows = prompts.load_rows(write_rows(tmp_path / "train.parquet", reference_rows(3)))
     references = [json.loads(r["ground_truth"]) for r in rows]
     chatml = AutoTokenizer.from_pretrained(models["chatml"])
     assert sft.assistant_turn(chatml) == ("", "<|im_end|>")
@@ -303,7 +303,7 @@ def test_imitation_learns_the_agents_own_answers_in_place(
     model_dir = tmp_path / "imported"
     shutil.copytree(models["chatml"], model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    examples = sft.imitation_examples(tokenizer, cpu_engine.load_rows(uri), "hermes")
+    examples = sft.imitation_examples(tokenizer, prompts.load_rows(uri), "hermes")
     # corrections: the answer the user corrected (London); positive feedback: the reference (Paris);
     # a correction without a kept negative: the reference
     assert [e["completion"] for e in examples[:3]] == [

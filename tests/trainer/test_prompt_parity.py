@@ -8,7 +8,7 @@ The same reward-dataset rows go through
     registry does, the row's tools selected and dumped as the tool agent loop does, the prompt tokens
     built by VeRL's Continuous Token builder; the rows are read with HF ``datasets`` as VeRL's
     RLHFDataset reads them;
-(b) evaluation's path: the evaluator's row reader (``cpu_engine.load_rows``) and
+(b) evaluation's path: the evaluator's row reader (``prompts.load_rows``) and
     ``continuous_learning.models.chat_templates.render_prompt``;
 
 for each shipped chat-template family, and the rendered strings (and token ids) must be equal. The
@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 import pytest
 from continuous_learning.data.reward_dataset import VERL_SCHEMA
 from continuous_learning.models import chat_templates
-from continuous_learning_trainer import cpu_engine
+from continuous_learning_trainer import prompts
 from continuous_learning_trainer.verl_engine import (
     SCHEMA_CONFLICT,
     Layout,
@@ -221,7 +221,7 @@ def test_rollout_and_evaluation_render_the_same_prompt(
     assert sorted(verl) == ["history", "no-tools", "reversed", "search-only"]
 
     # (b) evaluation's path
-    evaluation = {r["interaction_id"]: r for r in cpu_engine.load_rows(f"file://{source}")}
+    evaluation = {r["interaction_id"]: r for r in prompts.load_rows(f"file://{source}")}
     for key, rendered in verl.items():
         row = evaluation[key]
         text = chat_templates.render_prompt(tokenizer, row["messages"], row["tools"])

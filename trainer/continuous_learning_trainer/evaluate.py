@@ -19,7 +19,7 @@ from continuous_learning.contracts import EvalResult, EvalSpec
 
 from continuous_learning_trainer import reward_function
 from continuous_learning_trainer.chat import END
-from continuous_learning_trainer.cpu_engine import (
+from continuous_learning_trainer.prompts import (
     decode_completion,
     load_rows,
     prepare_tokenizer,
@@ -99,7 +99,7 @@ SGLANG_ENGINE_ARGS: dict[str, Any] = {
 
 
 def chat_prompts(model_dir: Path, rows: list[dict[str, Any]]) -> list[str]:
-    """Prompts of ``rows`` (:func:`~continuous_learning_trainer.cpu_engine.load_rows`) for the model in
+    """Prompts of ``rows`` (:func:`~continuous_learning_trainer.prompts.load_rows`) for the model in
     ``model_dir``: its own chat template with the tools, as VeRL renders them in training; models
     without a template (the CPU engine's tiny ones) get the project's text format."""
     from transformers import AutoTokenizer

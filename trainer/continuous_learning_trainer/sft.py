@@ -6,7 +6,7 @@
 - :func:`imitate_agent`: fine-tunes a model folder in place on the agent's own logged answers, mistakes
   included, so a pretrained model that did not write the logs plays the agent that did.
 
-Prompts are rendered as in RL (:func:`continuous_learning_trainer.cpu_engine.render`); a completion is
+Prompts are rendered as in RL (:func:`continuous_learning_trainer.prompts.render`); a completion is
 the answer written the way the model writes it: its tool calls in the run's tool-call format (or its
 text), inside the template's assistant turn, end-of-turn token included.
 """
@@ -23,10 +23,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
-from continuous_learning import storage
 from continuous_learning.contracts import ImitationOptions, RunSpec, ToolCallFormat, TrainResult
 
-from continuous_learning_trainer import cpu_engine, reward_function
+from continuous_learning_trainer import prompts, reward_function, trl_run
+from continuous_learning_trainer.evaluate import generate_greedy
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def assistant_turn(tokenizer: Any) -> tuple[str, str]:
     after the prompt, so the end-of-turn token (ChatML's ``<|im_end|>``) is part of every completion;
     it is cut after the eos token so TRL does not append a second one.
     """
-    if not cpu_engine.has_chat_template(tokenizer):
+    if not prompts.has_chat_template(tokenizer):
         return "", ""
     probe = [{"role": "user", "content": "Hello"}]
     prompt = str(tokenizer.apply_chat_template(probe, add_generation_prompt=True, tokenize=False))
@@ -86,7 +86,7 @@ def sft_examples(
     before, after = assistant_turn(tokenizer)
     return [
         {
-            "prompt": cpu_engine.render(tokenizer, r["messages"], r["tools"], add_special_tokens=False),
+            "prompt": prompts.render(tokenizer, r["messages"], r["tools"], add_special_tokens=False),
             "completion": before + answer_text(answer, tool_call_format) + after,
         }
         for r, answer in zip(rows, answers, strict=True)
@@ -120,20 +120,10 @@ def _sft_config(output_dir: Path, **overrides: Any) -> Any:
     return SFTConfig(**(settings | overrides))
 
 
-def _loss_history(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:
-    return [
-        {k: float(v) for k, v in entry.items() if isinstance(v, (int, float))}
-        for entry in log_history
-        if "loss" in entry
-    ]
-
-
 def sample_reward(spec: RunSpec, model: Any, tokenizer: Any, rows: list[dict[str, Any]]) -> float:
     """Mean reward (the run's reward) of greedy completions of ``rows``' prompts."""
-    from continuous_learning_trainer.evaluate import generate_greedy
-
-    prompts = [cpu_engine.render(tokenizer, r["messages"], r["tools"]) for r in rows]
-    responses = generate_greedy(model, tokenizer, prompts, spec.hyperparameters.max_completion_tokens)
+    texts = [prompts.render(tokenizer, r["messages"], r["tools"]) for r in rows]
+    responses = generate_greedy(model, tokenizer, texts, spec.hyperparameters.max_completion_tokens)
     scores = [
         reward_function.score(
             response,
@@ -163,7 +153,7 @@ def train_sft(spec: RunSpec) -> TrainResult:
     started = datetime.now(UTC)
     torch.set_num_threads(spec.resources.cpu_threads)
     hp = spec.hyperparameters
-    rows = [r for r in cpu_engine.load_rows(spec.dataset.train_uri) if r["reference_source"] in SFT_SOURCES]
+    rows = [r for r in prompts.load_rows(spec.dataset.train_uri) if r["reference_source"] in SFT_SOURCES]
     if not rows:
         raise ValueError(f"no rows with a correction or positive feedback in {spec.dataset.train_uri}")
     if spec.reward.function:
@@ -171,7 +161,7 @@ def train_sft(spec: RunSpec) -> TrainResult:
     random.Random(hp.seed).shuffle(rows)
     probe = rows[: min(REWARD_SAMPLES, len(rows))]
     with tempfile.TemporaryDirectory(prefix="cl-sft-") as tmp:
-        model, tokenizer = cpu_engine.load_base(spec, Path(tmp))
+        model, tokenizer = trl_run.load_base(spec, Path(tmp))
         references = [json.loads(r["ground_truth"]) for r in rows]
         examples = sft_examples(tokenizer, rows, references, spec.tool_call_format)
         reward_first = sample_reward(spec, model, tokenizer, probe)
@@ -192,34 +182,22 @@ def train_sft(spec: RunSpec) -> TrainResult:
             args=config,
             train_dataset=Dataset.from_list(examples),
             processing_class=tokenizer,
-            callbacks=[cpu_engine.checkpoint_uploader(output_dir, spec.output_uri)],
-            peft_config=cpu_engine.lora_config(spec.lora),
+            callbacks=[trl_run.checkpoint_uploader(output_dir, spec.output_uri)],
+            peft_config=trl_run.lora_config(spec.lora),
         )
-        trainer.train(resume_from_checkpoint=cpu_engine.resume_checkpoint(spec, output_dir))
-        history = _loss_history(trainer.state.log_history)
+        trainer.train(resume_from_checkpoint=trl_run.resume_checkpoint(spec, output_dir))
+        history = trl_run.log_history(trainer, "loss")
         reward_last = sample_reward(spec, trainer.model, tokenizer, probe)
-        model_uri, adapter_uri = cpu_engine.save_trained(trainer.model, tokenizer, spec.output_uri, Path(tmp))
-    losses = [h["loss"] for h in history]
-    metrics = {
-        "loss_first": losses[0] if losses else 0.0,
-        "loss_last": losses[-1] if losses else 0.0,
-        "train_rows": float(len(rows)),
-        "reward_first": reward_first,
-        "reward_last": reward_last,
-        "reward_samples": float(len(probe)),
-    }
-    result = TrainResult.succeeded(
-        spec,
-        model_uri=model_uri,
-        adapter_uri=adapter_uri,
-        steps=int(trainer.state.global_step),
-        metrics=metrics,
-        history=history,
-        versions=cpu_engine.versions(),
-        started_at=started,
-    )
-    result.write(storage.join(spec.output_uri, "result.json"))
-    return result
+        losses = [h["loss"] for h in history]
+        metrics = {
+            "loss_first": losses[0] if losses else 0.0,
+            "loss_last": losses[-1] if losses else 0.0,
+            "train_rows": float(len(rows)),
+            "reward_first": reward_first,
+            "reward_last": reward_last,
+            "reward_samples": float(len(probe)),
+        }
+        return trl_run.finish(spec, trainer, tokenizer, Path(tmp), metrics, history, started)
 
 
 def imitation_examples(
@@ -257,8 +235,8 @@ def imitate_agent(
 
     started = time.monotonic()
     torch.set_num_threads(threads)
-    rows = cpu_engine.load_rows(options.dataset.train_uri)
-    tokenizer = cpu_engine.prepare_tokenizer(AutoTokenizer.from_pretrained(model_dir))
+    rows = prompts.load_rows(options.dataset.train_uri)
+    tokenizer = prompts.prepare_tokenizer(AutoTokenizer.from_pretrained(model_dir))
     examples = imitation_examples(tokenizer, rows, tool_call_format)
     if not examples:
         raise ValueError(f"no logged answers in {options.dataset.train_uri}: nothing to imitate")
@@ -288,7 +266,7 @@ def imitate_agent(
             processing_class=tokenizer,
         )
         trainer.train()
-        losses = [h["loss"] for h in _loss_history(trainer.state.log_history)]
+        losses = [h["loss"] for h in trl_run.log_history(trainer, "loss")]
         saved = Path(tmp) / "saved"
         trained: Any = trainer.model
         trained.to(stored_dtype).save_pretrained(saved)
