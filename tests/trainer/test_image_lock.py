@@ -69,9 +69,9 @@ import image_lock_env  # noqa: E402
 #: VeRL modules the run reaches, and why. The V1 trainer (trainer.use_v1, VeRL's default) builds the rest
 #: from config: FSDP engine workers, SGLang rollouts through VeRL's own loader, agent and reward loops.
 VERL_MODULES: dict[str, str] = {
-    "verl.trainer.main_ppo": "`python -m verl.trainer.main_ppo` (verl_engine.PPO_ENTRY)",
-    "verl.trainer.sft_trainer_ray": "`python -m verl.trainer.sft_trainer_ray` (verl_engine.SFT_ENTRY)",
-    "verl.model_merger.__main__": "`python -m verl.model_merger merge` (verl_engine.merge_command)",
+    "verl.trainer.main_ppo": "`python -m verl.trainer.main_ppo` (verl_engine.overrides.PPO_ENTRY)",
+    "verl.trainer.sft_trainer_ray": "`python -m verl.trainer.sft_trainer_ray` (verl_engine.overrides.SFT_ENTRY)",
+    "verl.model_merger.__main__": "`python -m verl.model_merger merge` (verl_engine.artifacts.merge_command)",
     "verl.model_merger.fsdp_model_merger": "the merger's `--backend fsdp`",
     "verl.trainer.ppo.v1": "TaskRunnerV1: the V1 trainers, TransferQueue, the replay buffer",
     "verl.trainer.ppo.checkpoint_callback": "trainer.checkpoint_callback_class's base",

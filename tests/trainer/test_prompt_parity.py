@@ -31,12 +31,8 @@ import pytest
 from continuous_learning.data.reward_dataset import VERL_SCHEMA
 from continuous_learning.models import chat_templates
 from continuous_learning_trainer import prompts
-from continuous_learning_trainer.verl_engine import (
-    SCHEMA_CONFLICT,
-    Layout,
-    prepare_dataset,
-    write_tool_config,
-)
+from continuous_learning_trainer.verl_engine.data import SCHEMA_CONFLICT, prepare_dataset, write_tool_config
+from continuous_learning_trainer.verl_engine.layout import Layout
 
 from tests.trainer.helpers import REPO, write_tiny_model
 

@@ -20,16 +20,18 @@ from continuous_learning.contracts import TrainResult
 from continuous_learning.data.reward_dataset import VERL_SCHEMA
 from continuous_learning.models.chat_templates import load_shipped
 from continuous_learning_trainer import verl_engine
-from continuous_learning_trainer.verl_engine import (
+from continuous_learning_trainer.verl_engine.artifacts import validate_hf_model
+from continuous_learning_trainer.verl_engine.checkpoints import TRACKER
+from continuous_learning_trainer.verl_engine.data import (
     SCHEMA_CONFLICT,
     TOO_LONG_PROMPT,
-    TRACKER,
     UNLOADABLE_TOOL,
-    Layout,
+    chat_tokens,
     prepare_dataset,
     prepare_sft_dataset,
-    validate_hf_model,
+    write_tool_config,
 )
+from continuous_learning_trainer.verl_engine.layout import Layout
 
 from tests.trainer.helpers import TOOLS, run_spec, write_dataset, write_tiny_model
 from tests.trainer.test_verl_run import FakeVerl
@@ -219,7 +221,7 @@ def test_prompts_that_would_not_fit_are_left_out(tmp_path: Path) -> None:
     tools: list[list[dict[str, Any]] | None] = [TOOLS] * 100
     write_rows(tmp_path / "train.parquet", tools)  # row 99 repeats its question 40 times
     lengths = sorted(
-        verl_engine.chat_tokens(tokenizer, [{"role": "user", "content": q}], TOOLS, generation_prompt=True)
+        chat_tokens(tokenizer, [{"role": "user", "content": q}], TOOLS, generation_prompt=True)
         for q in ("question 1 ", "question 99 " * 40)
     )
     out = prepare_dataset(
@@ -243,7 +245,7 @@ def test_tool_config_escapes_omegaconf_interpolation(tmp_path: Path) -> None:
             "parameters": {"type": "object", "properties": {}},
         },
     }
-    verl_engine.write_tool_config([tool], tmp_path / "tools.yaml")
+    write_tool_config([tool], tmp_path / "tools.yaml")
     document = yaml.safe_load((tmp_path / "tools.yaml").read_text())
     assert document["tools"][0]["tool_schema"]["function"]["description"] == "costs \\${price}"
     assert document["tools"][0]["class_name"] == "verl.tools.base_tool.BaseTool"

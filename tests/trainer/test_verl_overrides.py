@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 from continuous_learning.contracts import ContractError, RunSpec
-from continuous_learning_trainer.verl_engine import (
+from continuous_learning_trainer.verl_engine.layout import Layout
+from continuous_learning_trainer.verl_engine.overrides import (
     CALLBACK_CLASS,
     PPO_ENTRY,
     REWARD_MODULE,
     SFT_ENTRY,
-    Layout,
     build_overrides,
     hydra_value,
     trainer_command,

@@ -7,13 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from continuous_learning_trainer.verl_engine import (
+from continuous_learning_trainer.verl_engine.layout import Layout
+from continuous_learning_trainer.verl_engine.overrides import build_overrides, validate_for_verl
+from continuous_learning_trainer.verl_engine.profiles import (
     HOPPER_ACTOR_TOKENS_PER_GPU,
-    Layout,
-    build_overrides,
     model_parameters,
     profile_for,
-    validate_for_verl,
 )
 
 from tests.trainer.helpers import run_spec

@@ -21,12 +21,12 @@ import yaml
 from continuous_learning import storage
 from continuous_learning.contracts import EvalSpec, TrainResult
 from continuous_learning_trainer import evaluate, verl_engine
-from continuous_learning_trainer.verl_engine import (
+from continuous_learning_trainer.verl_engine.artifacts import validate_hf_model
+from continuous_learning_trainer.verl_engine.checkpoints import (
     TRACKER,
     UploadCheckpointCallback,
     restore_checkpoint,
     upload_checkpoint,
-    validate_hf_model,
     write_upload_manifest,
 )
 
