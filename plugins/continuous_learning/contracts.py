@@ -67,6 +67,15 @@ class Hyperparameters(BaseModel):
     temperature: float = Field(1.0, gt=0)
     seed: int = 0
     checkpoint_every: int = Field(10, ge=1)
+    checkpoint_every_seconds: float | None = Field(
+        None, gt=0, description="also checkpoint once this much wall time has passed since the last one"
+    )
+    max_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="stop training after this much wall time (from the trainer's start) and keep the latest "
+        "checkpoint, merged: the result's status is then 'stopped'",
+    )
 
 
 class LoraOptions(BaseModel):
@@ -158,7 +167,9 @@ class RunSpec(_Document):
 class TrainResult(_Document):
     schema_version: Literal[1] = 1
     run_id: str
-    status: Literal["succeeded", "failed"]
+    #: ``stopped``: ended early (a signal, ``max_seconds``) with ``model_uri`` the latest checkpoint merged
+    #: (None when none was written; the checkpoints stay resumable); a candidate like a succeeded one.
+    status: Literal["succeeded", "stopped", "failed"]
     model_uri: str | None
     base_model_version: str
     dataset_id: str
@@ -170,6 +181,7 @@ class TrainResult(_Document):
     finished_at: datetime
     error: str | None = None
     adapter_uri: str | None = Field(None, description="LoRA runs: the adapter beside the merged model")
+    stop_reason: str | None = Field(None, description="stopped runs: why, and at which step")
 
     @classmethod
     def succeeded(
@@ -183,11 +195,14 @@ class TrainResult(_Document):
         history: list[dict[str, float]],
         versions: dict[str, str],
         started_at: datetime,
+        stop_reason: str | None = None,
     ) -> TrainResult:
-        """The result both engines write for a finished run of ``spec``."""
+        """The result both engines write for a run of ``spec`` that ended with a model: finished, or
+        stopped early (``stop_reason`` given) with its latest checkpoint merged."""
         return cls(
             run_id=spec.run_id,
-            status="succeeded",
+            status="stopped" if stop_reason else "succeeded",
+            stop_reason=stop_reason,
             model_uri=model_uri,
             adapter_uri=adapter_uri,
             base_model_version=spec.base_model_version,
