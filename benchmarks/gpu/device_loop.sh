@@ -1,21 +1,20 @@
 #!/usr/bin/env bash
 # The three-day loop on the GPU host (benchmarks/gpu/loop.py), started in the background by the last
-# transfer call:  (setsid bash benchmarks/gpu/device_loop.sh &)   then   benchmarks/gpu/poll_loop.sh
-# Expects /tmp/parts/part-* (a split tar of site.tar.xz, the extra wheels, the GGUF and the loop's data,
-# made by benchmarks/gpu/pack_loop.sh) and LOOP_ARGS (loop.py's knobs).
+# transfer call from the unpacked source snapshot:  cd /tmp/in/src && (setsid bash benchmarks/gpu/device_loop.sh &)
+# then polled with /tmp/in/src/benchmarks/gpu/poll_loop.sh. Expects /tmp/in (the parts of pack_loop.sh,
+# unpacked: site.tar.xz, extra wheels, model.gguf, the loop's data, src) and LOOP_ARGS (loop.py's knobs).
 B=${BENCH_ROOT:-/tmp/bench}
 L=$B/logs
 rm -rf "$B" && mkdir -p "$B"
 source benchmarks/gpu/device_common.sh
 stamp "host: $(nvidia-smi -L | wc -l) x $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | head -1); $(nproc) cores"
-stamp "unpack parts"
-mkdir -p "$B/in" && cat /tmp/parts/part-* | tar -x -C "$B/in" || { stamp "unpack failed"; touch "$B/DONE"; exit 1; }
-mkdir -p /tmp/site && tar -xJf "$B/in/site.tar.xz" -C /tmp/site || { stamp "extract failed"; touch "$B/DONE"; exit 1; }
-for w in "$B"/in/extra/*.whl; do python3 -m zipfile -e "$w" /tmp/site; done
+IN=${LOOP_IN:-/tmp/in}
+mkdir -p /tmp/site && tar -xJf "$IN/site.tar.xz" -C /tmp/site || { stamp "extract failed"; touch "$B/DONE"; exit 1; }
+for w in "$IN"/extra/*.whl; do python3 -m zipfile -e "$w" /tmp/site; done
 python3 -c "import sys, torch, verl, sglang, transformers, pydantic_settings; print(sys.version.split()[0], torch.__version__, verl.__version__, sglang.__version__, transformers.__version__)" | tee "$L/versions.txt"
 nvidia-smi --query-gpu=timestamp,index,utilization.gpu,memory.used --format=csv,noheader,nounits -lms 2000 >"$L/gpu.csv" &
 stamp "loop: ${LOOP_ARGS:-}"
 # shellcheck disable=SC2086
-CL_HOME="$B/in/loop" python3 benchmarks/gpu/loop.py --logs "$L" --gguf "$B/in/model.gguf" ${LOOP_ARGS:-} >"$L/loop.out" 2>&1
+CL_HOME="$IN/loop" python3 benchmarks/gpu/loop.py --logs "$L" --gguf "$IN/model.gguf" ${LOOP_ARGS:-} >"$L/loop.out" 2>&1
 stamp "loop rc $?"
 touch "$B/DONE"

@@ -10,5 +10,5 @@ for f in "$B"/logs/*-train.log; do [ -f "$f" ] && { echo "== $f"; grep -E "step:
 nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
 mkdir -p /tmp/trim && rm -rf /tmp/trim/* && cp -r "$B/logs" /tmp/trim/
 for f in /tmp/trim/logs/*.log /tmp/trim/logs/*.out; do [ -f "$f" ] && tail -c 3000000 "$f" >"$f.t" && mv "$f.t" "$f"; done
-find "$B/in/loop" -name "metrics.jsonl" -exec cp --parents {} /tmp/trim/ \; 2>/dev/null
+find "${LOOP_IN:-/tmp/in}/loop" -name "metrics.jsonl" -exec cp --parents {} /tmp/trim/ \; 2>/dev/null
 tar -czf "$OUT/logs.tgz" -C /tmp/trim .
