@@ -1,15 +1,18 @@
 """World benchmark: how much headroom the synthetic production world leaves for learning from feedback.
 
-Usage: .venv/bin/python benchmarks/world/run.py [--days 3] [--per-day 400] [--seed 0] [--workdir DIR] [--write]
+Usage: .venv/bin/python benchmarks/world/run.py [--days 3] [--per-day 400] [--seeds 0,1,2] [--workdir DIR] [--write]
 
-For each world (``production``, and ``default`` as the baseline), in one run:
+For each world (``production``, and ``default`` as the baseline) and seed, in one run:
 1. ``generate_logs`` writes ``--days`` days of raw logs and late feedback (what
    ``python -m continuous_learning generate-logs --world ...`` writes);
 2. the real ingest (``ingest_day``) and dataset builder (``build_day_partition``, then ``assemble_window``
    over the days) turn them into the reward dataset, with the local settings' split shares;
 3. every held-out (test) prompt is scored with the project's reward (``rewards.score_response``) for
    - imitation: the agent's logged answer (what a model that imitates the logs exactly writes; the
-     same answer the imitation warm start trains on, ``sft.logged_answer``), and
+     same answer the imitation warm start trains on, ``sft.logged_answer``),
+   - usual: the agent's most likely answer to that request (what a perfect imitator of the agent
+     writes, whatever it happened to answer that time: the record's ``usual_answer`` in the production
+     world; in the default world, whose mistakes are random and spread out, the right answer), and
    - perfect: the reference itself (the correction, or the answer that drew positive feedback),
    in each tool-call format the reward parses (hermes, llama3_json, mistral);
 4. per slice: agent, reference source, the logged answer's mistake (judged against the reference) and
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -54,6 +58,23 @@ def mistake_of(logged: dict[str, Any], reference: dict[str, Any]) -> str:
     if sorted(names) != sorted(wanted_names):
         return "wrong_tool"
     return "order" if names != wanted_names else "arguments"
+
+
+def usual_answers(raw_uri: str) -> dict[str, list[dict[str, Any]]]:
+    """interaction id -> the agent's usual answer, where the world wrote one (production)."""
+    import gzip
+
+    found: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted(Path(raw_uri.removeprefix("file://")).rglob("*.jsonl*")):
+        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        for line in data.splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # the world's planted malformed lines
+            if isinstance(record, dict) and "usual_answer" in record:
+                found[record["interaction_id"]] = record["usual_answer"]
+    return found
 
 
 def curated_feedback(data_uri: str, days: list[date]) -> dict[str, int]:
@@ -100,16 +121,26 @@ def measure_world(world: str, days: int, per_day: int, seed: int, workdir: Path)
     dataset = assemble_window(f"{root}/data", day_list[-1], days)
     pipeline_s = time.perf_counter() - began
     rows = pq.read_table(io.BytesIO(storage.read_bytes(dataset.split_uri("test")))).to_pylist()
-    scores: dict[str, dict[str, list[float]]] = {f: {"imitation": [], "perfect": []} for f in FORMATS}
-    slices: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    usual_of = usual_answers(f"{root}/raw")
+    scores: dict[str, dict[str, list[float]]] = {
+        f: {"imitation": [], "usual": [], "perfect": []} for f in FORMATS
+    }
+    slices: dict[str, dict[str, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
         reference = json.loads(row["reward_model"]["ground_truth"])
         source = row["extra_info"]["reference_source"]
         tools = json.loads(row["extra_info"]["tools_json"]) if row["extra_info"]["tools_json"] else None
         logged = logged_answer(reference, source)
+        key = row["extra_info"]["interaction_id"]
+        # The default world's mistakes are random and spread out: its agent's usual answer is the right one.
+        usual = reference["tool_calls"] if world == "default" else usual_of.get(key, logged["tool_calls"])
         for fmt in FORMATS:
             imitation_text = format_calls(logged["tool_calls"], fmt) if logged["tool_calls"] else ""
             imitation = score_response(imitation_text, reference, tools, tool_call_format=fmt).total
+            usual_text = format_calls(usual, fmt) if usual else ""
+            scores[fmt]["usual"].append(
+                score_response(usual_text, reference, tools, tool_call_format=fmt).total
+            )
             perfect = score_response(format_reference(reference, fmt), reference, tools, tool_call_format=fmt)
             scores[fmt]["imitation"].append(imitation)
             scores[fmt]["perfect"].append(perfect.total)
@@ -121,17 +152,22 @@ def measure_world(world: str, days: int, per_day: int, seed: int, workdir: Path)
                     ("mistake", mistake_of(logged, reference)),
                     ("calls", f"{calls} call{'s' if calls != 1 else ''}"),
                 ):
-                    slices[name][value].append(imitation)
+                    slices[name][value].append((imitation, scores[fmt]["usual"][-1]))
     feedback = curated_feedback(f"{root}/data", day_list)
     return {
         "world": world,
+        "seed": seed,
         "dataset_counts": dataset.counts,
         "test_prompts": len(rows),
         "pipeline_s": round(pipeline_s, 1),
         "imitation": {f: _mean(s["imitation"]) for f, s in scores.items()},
+        "usual": {f: _mean(s["usual"]) for f, s in scores.items()},
         "perfect": {f: _mean(s["perfect"]) for f, s in scores.items()},
         "slices": {
-            name: {value: {"n": len(v), "imitation": _mean(v)} for value, v in sorted(by.items())}
+            name: {
+                value: {"n": len(v), "imitation": _mean([i for i, _ in v]), "usual": _mean([u for _, u in v])}
+                for value, v in sorted(by.items())
+            }
             for name, by in slices.items()
         },
         "feedback": feedback,
@@ -148,39 +184,61 @@ def _mean(values: list[float]) -> float:
 
 
 def tables(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
-    by_world = {r["world"]: r for r in results}
-    production, default = by_world["production"], by_world.get("default")
     lines = [
         "# World benchmark: headroom for learning from feedback",
         "",
         f"Command: `.venv/bin/python benchmarks/world/run.py --days {args.days} --per-day {args.per_day} "
-        f"--seed {args.seed} --write` ({platform.machine()}, Python {platform.python_version()}).",
+        f"--seeds {args.seeds} --write` ({platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}).",
         "",
-        "Held-out (test split) prompts of the reward dataset the real ingest and dataset builder make from "
-        f"{args.days} generated days of {args.per_day} interactions; the project's reward with its default "
-        "weights. *Imitation*: the agent's logged answer; *perfect*: the reference.",
+        "Held-out (test split) prompts of the reward dataset that the real ingest and dataset builder make "
+        f"from {args.days} generated days of {args.per_day} interactions (local settings: validation 0.1, "
+        "test 0.2); the project's reward with its default weights (format 0.2, tool name 0.4, arguments 0.4, "
+        "negative penalty 0.5). *Imitation*: the agent's logged answer (what the imitation warm start "
+        "trains on); *usual*: the agent's most likely answer to the request (what a perfect imitator of the "
+        "agent writes); *perfect*: the reference (the correction, or the answer that drew positive feedback).",
         "",
-        "| world | test prompts | imitation (hermes / llama3_json / mistral) | perfect | "
-        "interactions with feedback | with a correction | test prompts from corrections |",
-        "|---|---:|---|---:|---:|---:|---:|",
+        "| world | seed | test prompts | imitation (hermes / llama3_json / mistral) | usual | perfect | "
+        "interactions with feedback | with a correction | test prompts from corrections | pipeline s |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in [production, *([default] if default else [])]:
+    for r in results:
         imitation = " / ".join(f"{r['imitation'][f]:.3f}" for f in FORMATS)
+        perfect = "/".join(sorted({f"{r['perfect'][f]:.3f}" for f in FORMATS}))
         lines.append(
-            f"| {r['world']} | {r['test_prompts']} | {imitation} | {r['perfect']['hermes']:.3f} | "
-            f"{r['feedback_share']:.1%} | {r['correction_share']:.1%} | {r['test_correction_share']:.1%} |"
+            f"| {r['world']} | {r['seed']} | {r['test_prompts']} | {imitation} | {r['usual']['hermes']:.3f} | "
+            f"{perfect} | {r['feedback_share']:.1%} | {r['correction_share']:.1%} | "
+            f"{r['test_correction_share']:.1%} | {r['pipeline_s']} |"
         )
-    if default:
-        gap = (1 - production["imitation"]["hermes"]) / max(1 - default["imitation"]["hermes"], 1e-9)
-        lines += [
-            "",
-            f"Headroom (perfect - imitation) of the production world: {gap:.1f}x the default world's.",
-        ]
-    lines += ["", "Production world, imitation by slice (hermes):", ""]
-    for name, by in production["slices"].items():
-        lines += [f"| {name} | prompts | imitation |", "|---|---:|---:|"]
-        lines += [f"| {value} | {s['n']} | {s['imitation']:.3f} |" for value, s in by.items()]
-        lines.append("")
+    worlds: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in results:
+        worlds[r["world"]].append(r)
+
+    def mean(world: str, key: str) -> float:
+        return sum(r[key]["hermes"] for r in worlds[world]) / len(worlds[world])
+
+    lines.append("")
+    for key in ("imitation", "usual"):
+        means = ", ".join(f"{world} {mean(world, key):.3f}" for world in worlds)
+        lines.append(f"Mean {key} over the seeds: {means}.")
+    headroom = ", ".join(f"{world} {1 - mean(world, 'usual'):.3f}" for world in worlds)
+    lines.append(f"Headroom for learning from feedback (perfect - usual): {headroom}.")
+    production = worlds.get("production", [])
+    if production:
+        lines += ["", "Production world by slice (hermes; all seeds' test prompts together):", ""]
+        for name in production[0]["slices"]:
+            merged: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+            for r in production:
+                for value, part in r["slices"][name].items():
+                    merged[value][0] += part["n"]
+                    merged[value][1] += part["n"] * part["imitation"]
+                    merged[value][2] += part["n"] * part["usual"]
+            lines += [f"| {name} | prompts | imitation | usual |", "|---|---:|---:|---:|"]
+            lines += [
+                f"| {value} | {int(n)} | {imitation / n:.3f} | {usual / n:.3f} |"
+                for value, (n, imitation, usual) in sorted(merged.items())
+            ]
+            lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -190,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--days", type=int, default=3)
     parser.add_argument("--per-day", type=int, default=400)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated generator seeds")
     parser.add_argument("--workdir", type=Path, help="keep the generated data here (default: a temp folder)")
     parser.add_argument("--worlds", default="production,default", help="comma-separated; production first")
     parser.add_argument("--write", action="store_true", help="rewrite RESULTS.md's tables")
@@ -198,8 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="cl-world-") as tmp:
         workdir = args.workdir or Path(tmp)
         results = [
-            measure_world(world, args.days, args.per_day, args.seed, workdir)
+            measure_world(world, args.days, args.per_day, int(seed), workdir / f"seed-{seed}")
             for world in args.worlds.split(",")
+            for seed in args.seeds.split(",")
         ]
     if args.write:
         path = HERE / "RESULTS.md"

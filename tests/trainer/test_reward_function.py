@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from continuous_learning import storage
 from continuous_learning.contracts import RewardFunction, RewardWeights
+from continuous_learning.models.tool_calls import format_calls
 from continuous_learning_trainer import reward_function, rewards
 from continuous_learning_trainer.reward_function import RewardFunctionError, compute_score, load_reward, score
 
@@ -147,3 +148,20 @@ def test_verl_entry_point_takes_weights_format_and_user_function(user_module: st
     )
     assert user == 12.0
     assert compute_score("agent/travel", "abc", truth, None, reward_function=None) == pytest.approx(0.0)
+
+
+def test_verl_entry_point_scores_multi_call_answers_in_each_format() -> None:
+    """VeRL hands the decoded response and the JSON ground truth: a two-call reference, answered in full,
+    with its second call missing, and in the wrong order, in each family's format."""
+    first = {"name": "get_weather", "arguments": {"city": "Paris"}}
+    second = {"name": "get_weather", "arguments": {"city": "Oslo"}}
+    truth = json.dumps({"content": None, "tool_calls": [first, second], "negatives": []})
+    extra = {"tools_json": json.dumps(TOOLS)}
+    for fmt in ("hermes", "llama3_json", "mistral"):
+
+        def total(calls: list[dict[str, object]], fmt: str = fmt) -> float:
+            return compute_score("agent/travel", format_calls(calls, fmt), truth, extra, tool_call_format=fmt)  # type: ignore[arg-type]
+
+        assert total([first, second]) == pytest.approx(1.0), fmt
+        assert total([first]) == pytest.approx(0.2 + 0.4 * 0.5 + 0.4 * 0.5), fmt
+        assert total([second, first]) == pytest.approx(0.2 + 0.4 * 0.75 + 0.4), fmt  # one of two in order

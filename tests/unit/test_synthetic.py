@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 from collections import Counter
 from datetime import date
 from pathlib import Path
@@ -95,3 +96,20 @@ def test_unknown_world_is_refused_before_writing(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown synthetic world 'prod'; known: default, production"):
         generate_logs(f"file://{tmp_path}", date(2026, 11, 1), 1, 10, world="prod")
     assert not any(tmp_path.iterdir())
+
+
+def test_generate_logs_cli_takes_the_world(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from continuous_learning.cli import main
+
+    monkeypatch.setenv("CL_STORAGE__ROOT", f"file://{tmp_path / 'store'}")
+    out = f"file://{tmp_path / 'cli'}"
+    argv = ["generate-logs", "--start", "2026-11-01", "--days", "1", "--per-day", "40", "--out", out]
+    assert main([*argv, "--world", "production"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["days"][0]["interactions"] == 40
+    generate_logs(f"file://{tmp_path / 'lib'}", date(2026, 11, 1), 1, 40, world="production")
+    assert _files(tmp_path / "cli") == _files(tmp_path / "lib")
+    with pytest.raises(SystemExit):
+        main([*argv, "--world", "prod"])
+    assert "invalid choice: 'prod'" in capsys.readouterr().err

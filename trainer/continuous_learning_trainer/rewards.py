@@ -4,9 +4,15 @@ A response is scored against the reference of its prompt (``reward_model.ground_
 object ``{"content", "tool_calls", "negatives"}``):
 
 - tool-call references: format validity (parses, and arguments validate against the tool's JSON
-  schema) + tool name match + share of reference arguments matched, weighted by ``RewardWeights``;
+  schema) + tool name match + share of reference arguments matched, weighted by ``RewardWeights``.
+  An answer of several calls is paired one to one with the reference's calls by name (the pairing that
+  matches the most arguments, then keeps the most calls in order); a paired call earns its name credit in
+  full in the reference's order and half out of order, a missing or extra call none (the name share is
+  over the longer list), and the arguments score is the share of all the reference's arguments its
+  paired calls match (numbers by value). The same in every tool-call format: parsing comes first;
 - text references: token-level F1 against the reference text;
-- minus ``negative_penalty`` when the response repeats a reference the user rejected.
+- minus ``negative_penalty`` when the response repeats a reference the user rejected (the same calls
+  in the same order).
 
 To add a component: compute it in :func:`score_response`, add its weight to ``RewardWeights`` in
 ``continuous_learning.contracts`` and report it in ``RewardBreakdown``.

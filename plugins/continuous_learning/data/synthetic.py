@@ -1,8 +1,20 @@
 """Synthetic agent logs in schema v1, with late feedback and a small share of bad lines.
 
-The task is learnable by a tiny model: each request names a tool's arguments in words, and the
-right response is one tool call with those arguments. The logged "production agent" is right
-about 60% of the time; wrong answers draw thumbs-down and, often, a correction.
+Two worlds (``generate_logs(..., world=...)``, ``python -m continuous_learning generate-logs --world``):
+
+- ``default`` (the demo's; its bytes are pinned by the ingest identity tests): learnable by a tiny
+  model. Each request names a tool's arguments in words, and the right response is one tool call with
+  those arguments. The logged "production agent" is right about 60% of the time, its mistakes random;
+  wrong answers draw thumbs-down and, often, a correction. A model trained on the logs learns the
+  majority answer, which is right: little is left for learning from feedback.
+- ``production``: headroom for learning from feedback. Overlapping tools, arguments to normalise
+  (relative dates, amounts with symbols and separators, ids as users write them, 12-hour times,
+  durations in words), two-call answers, and an agent whose mistakes are systematic: the phrasings that
+  trip it (a word that points at the wrong tool, a form it does not normalise, two requests in one
+  sentence) get the same mistake most of the time, so a model that imitates the logs learns them too.
+  Thumbs-down and reviewers' corrections (the right calls) expose them. A model that imitates the logged
+  answers exactly scores about 0.5 on the reward against the references of held-out prompts, the right
+  answers 1.0 (``benchmarks/world/RESULTS.md``).
 """
 
 from __future__ import annotations
@@ -10,6 +22,7 @@ from __future__ import annotations
 import gzip
 import json
 import random
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -336,7 +349,8 @@ _WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday",
 _MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September",
            "October", "November", "December"]  # fmt: skip
 # How often the agent makes the mistake a request invites (its blind spots), and a little noise elsewhere.
-_SLIP_RATE = {"missing_call": 0.8, "wrong_tool": 0.8, "raw_arguments": 0.6}
+_SLIP_RATE = {"missing_call": 0.8, "wrong_tool": 0.8, "raw_arguments": 0.8}
+_SLIP_ORDER = ("missing_call", "wrong_tool", "raw_arguments")
 _NOISE_RATE = 0.03
 
 
@@ -381,11 +395,12 @@ def _date_phrase(rng: random.Random, today: date, earliest: int = 0) -> _Phrase:
     if offset <= 1:
         forms += ["relative", "relative"]
     elif offset <= 6:
-        forms += ["weekday", "weekday", "in_days"]
+        forms += ["weekday", "in_days"]
     else:
         forms += ["in_days"]
     form = rng.choice(forms)
-    # The agent normalises ISO dates, today/tomorrow and "November 5"; the other forms it passes as written.
+    # The agent normalises ISO dates, today/tomorrow, "November 5" and "5 Nov"; "on friday" and "in 3 days"
+    # it passes as written.
     if form == "relative":
         return _Phrase("today" if offset == 0 else "tomorrow", iso, iso)
     if form == "weekday":
@@ -396,8 +411,7 @@ def _date_phrase(rng: random.Random, today: date, earliest: int = 0) -> _Phrase:
     if form == "month_day":
         return _Phrase(f"on {_MONTHS[target.month - 1]} {target.day}", iso, iso)
     if form == "day_month":
-        words = f"{target.day} {_MONTHS[target.month - 1][:3]}"
-        return _Phrase(f"on {words}", iso, words)
+        return _Phrase(f"on {target.day} {_MONTHS[target.month - 1][:3]}", iso, iso)
     return _Phrase(f"on {iso}", iso, iso)
 
 
@@ -410,10 +424,15 @@ def _amount_phrase(rng: random.Random) -> tuple[_Phrase, str]:
     symbol = {"USD": "$", "EUR": "€", "GBP": "£"}[currency]
     word = {"USD": "dollars", "EUR": "euros", "GBP": "pounds"}[currency]
     form = rng.randrange(3)
-    if form == 0:  # "40 EUR": the one form the agent turns into a number
-        return _Phrase(f"{number} {currency}", value, value), currency
-    text = f"{symbol}{number}" if form == 1 else f"{number} {word}"
-    return _Phrase(text, value, text), currency
+    if form == 0:
+        text = f"{number} {currency}"
+    elif form == 1:
+        text = f"{symbol}{number}"
+    else:
+        text = f"{number} {word}"
+    # The agent turns "40 EUR" and "$249.50" into numbers, not "$1,250" or "40 euros".
+    tricky = form == 2 or "," in number
+    return _Phrase(text, value, text if tricky else value), currency
 
 
 def _id_phrase(rng: random.Random, prefix: str, noun: str) -> _Phrase:
@@ -448,7 +467,8 @@ def _duration_phrase(rng: random.Random) -> _Phrase:
     text, minutes = rng.choice(
         [("an hour", 60), ("half an hour", 30), ("90 minutes", 90), ("2 hours", 120), ("45 minutes", 45)]
     )
-    return _Phrase(f"for {text}", minutes, minutes if "minutes" in text else text)  # words it passes as text
+    handled = text != "half an hour"  # which it passes as text
+    return _Phrase(f"for {text}", minutes, minutes if handled else text)
 
 
 def _with_raw(calls: list[Call], raw: dict[str, Any]) -> list[Call] | None:
@@ -467,7 +487,7 @@ def _slips(calls: list[Call], raw: dict[str, Any], **others: list[Call]) -> dict
 
 def _phrasing(rng: random.Random, trap: str, plain: str) -> tuple[str, bool]:
     """One of two phrasings of a request: the one that trips the agent (True) or the one it gets right."""
-    return (trap, True) if rng.random() < 0.5 else (plain, False)
+    return (trap, True) if rng.random() < 0.3 else (plain, False)
 
 
 def _if(condition: bool, **slips: list[Call]) -> dict[str, list[Call]]:
@@ -789,17 +809,23 @@ def _calls_message(calls: list[Call], content: str | None = None) -> dict[str, A
 
 
 def _noisy(rng: random.Random, calls: list[Call]) -> list[Call]:
-    """A one-off slip outside the agent's blind spots: one argument of one call taken from another call."""
+    """A one-off slip outside the agent's blind spots: one argument of one call a little off (another
+    city, a day or an hour later, a neighbouring id, one more)."""
     position = rng.randrange(len(calls))
     name, args = calls[position]
     key = rng.choice(sorted(args))
     value = args[key]
-    if isinstance(value, str) and value in CITIES:
-        wrong: Any = rng.choice([c for c in CITIES if c != value])
-    elif isinstance(value, int | float):
-        wrong = value * 2
-    else:
-        wrong = f"{value}?" if isinstance(value, str) else value
+    wrong: Any = value
+    if isinstance(value, int | float):
+        wrong = value + 1
+    elif value in CITIES:
+        wrong = rng.choice([c for c in CITIES if c != value])
+    elif re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        wrong = (date.fromisoformat(value) + timedelta(days=1)).isoformat()
+    elif re.fullmatch(r"\d{2}:\d{2}", value):
+        wrong = f"{(int(value[:2]) + 1) % 24:02d}{value[2:]}"
+    elif re.fullmatch(r"[A-Z]{3}-\d{6}", value):
+        wrong = f"{value[:4]}{(int(value[4:]) + 1) % 10**6:06d}"
     changed = list(calls)
     changed[position] = (name, {**args, key: wrong})
     return changed
@@ -807,7 +833,7 @@ def _noisy(rng: random.Random, calls: list[Call]) -> list[Call]:
 
 def _agent_answer(rng: random.Random, request: _Request) -> tuple[list[Call], str | None]:
     """What the logged agent answered, and the kind of its mistake (None when it was right)."""
-    for kind in ("missing_call", "wrong_tool", "raw_arguments"):
+    for kind in _SLIP_ORDER:
         if kind in request.slips and rng.random() < _SLIP_RATE[kind]:
             return request.slips[kind], kind
     if rng.random() < _NOISE_RATE:
@@ -815,6 +841,13 @@ def _agent_answer(rng: random.Random, request: _Request) -> tuple[list[Call], st
         if noisy != request.calls:
             return noisy, "noise"
     return request.calls, None
+
+
+def _usual_answer(request: _Request) -> list[Call]:
+    """The agent's most likely answer to ``request`` (every slip rate is above one half, so the first
+    blind spot that applies): what a perfect imitator of the agent answers."""
+    kind = next((k for k in _SLIP_ORDER if k in request.slips), None)
+    return request.slips[kind] if kind else request.calls
 
 
 def make_production_interaction(
@@ -859,14 +892,18 @@ def make_production_interaction(
         "tools": agent.tools,
         "outcome": {"task_success": correct if rng.random() < 0.5 else None, "error": None},
         "client": rng.choice(["web", "ios", "android"]),
-        "mistake": mistake,  # unlisted fields: kept as metadata (what the benchmark's slices could use)
+        # Unlisted fields, kept as metadata: the world's truth about this answer, for benchmarks/world/.
+        "mistake": mistake,
         "calls_expected": len(request.calls),
     }
+    usual = _usual_answer(request)
+    if usual != answer:  # the agent's usual answer, where the logged one is not it
+        record["usual_answer"] = [{"name": name, "arguments": args} for name, args in usual]
     inline: list[dict[str, Any]] = []
     late: list[dict[str, Any]] = []
     roll = rng.random()
     fb_ts = (ts + timedelta(minutes=rng.randrange(1, 120))).isoformat()
-    if correct and roll < 0.5:
+    if correct and roll < 0.55:
         kind = rng.choice(["thumbs", "rating"])
         value = 1 if kind == "thumbs" else rng.choice([4, 5])
         inline.append({"timestamp": fb_ts, "type": kind, "value": value, "source": "user"})
