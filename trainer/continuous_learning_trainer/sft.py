@@ -103,13 +103,16 @@ def logged_answer(reference: dict[str, Any], reference_source: str) -> dict[str,
 
 
 def _sft_config(output_dir: Path, **overrides: Any) -> Any:
+    import torch
     from trl import SFTConfig
 
+    # A GPU where the job has one (an import-model job on a GPU worker), else the CPU in fp32.
+    gpu = torch.cuda.is_available()
     settings: dict[str, Any] = {
         "output_dir": str(output_dir),
-        "use_cpu": True,
-        "bf16": False,  # fp32 on the CPU
-        "gradient_checkpointing": False,  # the CPU is the bottleneck, not memory
+        "use_cpu": not gpu,
+        "bf16": gpu,
+        "gradient_checkpointing": False,  # small models: memory is not the bottleneck
         "logging_steps": 1,
         "report_to": "none",
         "dataloader_num_workers": 0,
