@@ -233,7 +233,7 @@ def main() -> None:
         log.record("train", day=n, rc=rc, seconds=round(seconds, 1), status=trained.status,
                    steps=trained.steps, metrics=trained.metrics, history=trained.history,
                    dataset=dataset.dataset_id, production=prod.version)  # fmt: skip
-        if trained.status != "succeeded" or not trained.model_uri:
+        if trained.status not in ("succeeded", "stopped") or not trained.model_uri:
             continue
 
         eval_uri = write_eval_spec(settings, fixed, {"production": prod.model_uri, "candidate": trained.model_uri},
