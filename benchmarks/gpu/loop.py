@@ -79,6 +79,9 @@ def settings_for(args: argparse.Namespace) -> Settings:
             "model.lora.enabled": args.lora,
             "dataset.lookback_days": args.lookback,
             "evaluation.max_prompts": args.max_eval_prompts,
+            # the gate as prod.toml sets it
+            "evaluation.margin": 0.005,
+            "evaluation.confidence": 0.95,
         },
     )
 
