@@ -86,9 +86,9 @@ def test_a_correction_given_as_text_becomes_a_chat_reference(tmp_path) -> None:
     assert truth["negatives"] and truth["negatives"][0]["tool_calls"]  # what the agent did instead
 
 
-def test_arguments_broken_by_redaction_skip_the_row_not_the_day(tmp_path) -> None:
-    """Known limit of text redaction: an email right after a JSON escape (caf\\u00e9@...) loses part of the
-    escape, and the stored arguments are no longer JSON. The day's build skips that row and says why."""
+def test_an_email_after_a_json_escape_is_redacted_and_the_arguments_stay_json(tmp_path) -> None:
+    """JSON text is redacted string by string and spliced back: an email right after a JSON escape
+    (caf\\u00e9@...) is redacted whole and the tool-call arguments still parse, so the row gives a reference."""
     import random
 
     from continuous_learning.data.synthetic import make_interaction
@@ -104,5 +104,9 @@ def test_arguments_broken_by_redaction_skip_the_row_not_the_day(tmp_path) -> Non
     root = f"file://{tmp_path}"
     ingest_day(START, f"{root}/raw", f"{root}/data", None)
     report = build_day_partition(f"{root}/data", START, 0.0, 0.0)
-    assert report.prompts == 1
-    assert report.skipped == {"tool-call arguments that are not JSON": 1}
+    assert report.prompts == 2
+    assert report.skipped == {}
+    files = storage.partition_files(storage.join(f"{root}/data", "reward", f"dt={START}"))
+    rows = pq.read_table(io.BytesIO(storage.read_bytes(files["prompts.parquet"]))).to_pylist()
+    truths = [json.loads(r["reward_model"]["ground_truth"]) for r in rows]
+    assert {"note": "write to <EMAIL>"} in [c["arguments"] for t in truths for c in t["tool_calls"]]
