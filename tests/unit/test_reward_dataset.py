@@ -110,3 +110,84 @@ def test_an_email_after_a_json_escape_is_redacted_and_the_arguments_stay_json(tm
     rows = pq.read_table(io.BytesIO(storage.read_bytes(files["prompts.parquet"]))).to_pylist()
     truths = [json.loads(r["reward_model"]["ground_truth"]) for r in rows]
     assert {"note": "write to <EMAIL>"} in [c["arguments"] for t in truths for c in t["tool_calls"]]
+
+
+def _window_in_memory(data: str, end: date, lookback_days: int) -> dict[str, bytes]:
+    """The split files as the in-memory assembly wrote them before the bucketed one: every row of every
+    day as a dict, later days winning, sorted by id, one ``write_table`` per split."""
+    import pyarrow as pa
+    from continuous_learning.data.reward_dataset import SPLITS, VERL_SCHEMA
+
+    latest: dict[str, dict] = {}
+    for offset in range(lookback_days - 1, -1, -1):
+        prefix = storage.join(data, "reward", f"dt={end - timedelta(days=offset)}")
+        if storage.read_partition_pointer(prefix) is None:
+            continue
+        table = pq.read_table(
+            io.BytesIO(storage.read_bytes(storage.partition_files(prefix)["prompts.parquet"]))
+        )
+        for row in table.to_pylist():
+            latest[row["extra_info"]["interaction_id"]] = row
+    by_split: dict[str, list[dict]] = {s: [] for s in SPLITS}
+    for interaction_id in sorted(latest):
+        by_split[latest[interaction_id]["extra_info"]["split"]].append(latest[interaction_id])
+    files = {}
+    for split, rows in by_split.items():
+        for index, row in enumerate(rows):
+            row["extra_info"]["index"] = index
+        sink = io.BytesIO()
+        pq.write_table(pa.Table.from_pylist(rows, schema=VERL_SCHEMA), sink, compression="zstd")
+        files[split] = sink.getvalue()
+    return files
+
+
+def test_window_in_buckets_gives_the_rows_of_the_in_memory_assembly(tmp_path) -> None:
+    """Bucketed assembly against the in-memory one: the same bytes in one bucket, the same rows (and
+    manifest counts) in many, with an id repeated across days so the later day's copy must win."""
+    import pyarrow as pa
+
+    data = _prepare(tmp_path, 3)
+    # Day 3 repeats two ids of day 1 with other content: the day-3 copies must be the ones kept.
+    day1 = pq.read_table(
+        io.BytesIO(
+            storage.read_bytes(storage.partition_files(f"{data}/reward/dt={START}")["prompts.parquet"])
+        )
+    )
+    repeated = day1.slice(0, 2).to_pylist()
+    for row in repeated:
+        row["reward_model"]["ground_truth"] = json.dumps(
+            {"content": "later", "tool_calls": [], "negatives": []}
+        )
+    last = START + timedelta(days=2)
+    prefix = f"{data}/reward/dt={last}"
+    day3 = pq.read_table(io.BytesIO(storage.read_bytes(storage.partition_files(prefix)["prompts.parquet"])))
+    from continuous_learning.data.reward_dataset import VERL_SCHEMA
+
+    merged = pa.concat_tables([day3, pa.Table.from_pylist(repeated, schema=VERL_SCHEMA)])
+    path = tmp_path / "day3.parquet"
+    pq.write_table(merged, path, compression="zstd")
+    storage.commit_partition_files(
+        prefix, {"prompts.parquet": path}, {"day": str(last), "rows": merged.num_rows}
+    )
+
+    expected = _window_in_memory(data, last, 4)
+    whole = assemble_window(data, last, 4)
+    assert whole.counts == {s: pq.read_table(io.BytesIO(b)).num_rows for s, b in expected.items()}
+    for split, content in expected.items():
+        assert storage.read_bytes(whole.split_uri(split)) == content, split
+    buckets = assemble_window(data, last, 4, bucket_bytes=20_000)
+    assert buckets.manifest == whole.manifest
+    for split, content in expected.items():
+        table = pq.read_table(io.BytesIO(storage.read_bytes(buckets.split_uri(split))))
+        assert pq.ParquetFile(io.BytesIO(storage.read_bytes(buckets.split_uri(split)))).num_row_groups > 1
+        assert table.to_pylist() == pq.read_table(io.BytesIO(content)).to_pylist(), split
+    kept = {
+        r["extra_info"]["interaction_id"]: r
+        for s in expected
+        for r in pq.read_table(io.BytesIO(expected[s])).to_pylist()
+    }
+    assert all(
+        json.loads(kept[r["extra_info"]["interaction_id"]]["reward_model"]["ground_truth"])["content"]
+        == "later"
+        for r in repeated
+    )
