@@ -13,8 +13,13 @@ mkdir -p /tmp/site && tar -xJf "$IN/site.tar.xz" -C /tmp/site || { stamp "extrac
 for w in "$IN"/extra/*.whl; do python3 -m zipfile -e "$w" /tmp/site; done
 python3 -c "import sys, torch, verl, sglang, transformers, pydantic_settings; print(sys.version.split()[0], torch.__version__, verl.__version__, sglang.__version__, transformers.__version__)" | tee "$L/versions.txt"
 nvidia-smi --query-gpu=timestamp,index,utilization.gpu,memory.used --format=csv,noheader,nounits -lms 2000 >"$L/gpu.csv" &
+# The Ray cluster the trainer's jobs run in (the trainer joins it with RAY_ADDRESS=auto, as in a RayJob).
+RAY="python3 -c 'import sys; from ray.scripts.scripts import main; sys.argv[0] = \"ray\"; main()'"
+eval "$RAY start --head --num-gpus=$(nvidia-smi -L | wc -l) --disable-usage-stats --include-dashboard=false" >"$L/ray-start.log" 2>&1 ||
+  { stamp "ray start failed"; tail -5 "$L/ray-start.log"; touch "$B/DONE"; exit 1; }
 stamp "loop: ${LOOP_ARGS:-}"
 # shellcheck disable=SC2086
 CL_HOME="$IN/loop" python3 benchmarks/gpu/loop.py --logs "$L" --gguf "$IN/model.gguf" ${LOOP_ARGS:-} >"$L/loop.out" 2>&1
 stamp "loop rc $?"
+eval "$RAY stop" >>"$L/ray-start.log" 2>&1
 touch "$B/DONE"
