@@ -154,7 +154,9 @@ def measure_world(world: str, days: int, per_day: int, seed: int, workdir: Path)
                 ):
                     slices[name][value].append((imitation, scores[fmt]["usual"][-1]))
     feedback = curated_feedback(f"{root}/data", day_list)
+    cached, each_call = reward_rate(rows)
     return {
+        "reward_scores_per_s": {"validator_cached": cached, "schema_checked_each_call": each_call},
         "world": world,
         "seed": seed,
         "dataset_counts": dataset.counts,
@@ -177,6 +179,50 @@ def measure_world(world: str, days: int, per_day: int, seed: int, workdir: Path)
             sum(r["extra_info"]["reference_source"] == "correction" for r in rows) / max(len(rows), 1), 3
         ),
     }
+
+
+def reward_rate(rows: list[dict[str, Any]], repeats: int = 3) -> tuple[float, float]:
+    """Scores per second of the logged answers on ``rows``: as the reward runs (one validator per tool
+    schema, the schema checked once) and with the schema checked on every call (what
+    ``jsonschema.validate`` does, the reward's way before), in the same process."""
+    from continuous_learning.models.tool_calls import format_calls
+    from continuous_learning_trainer import rewards
+    from continuous_learning_trainer.sft import logged_answer
+
+    cases = []
+    for row in rows:
+        reference = json.loads(row["reward_model"]["ground_truth"])
+        logged = logged_answer(reference, row["extra_info"]["reference_source"])
+        tools = json.loads(row["extra_info"]["tools_json"] or "null")
+        cases.append((format_calls(logged["tool_calls"]), reference, tools))
+
+    def validate_each_call(call: dict[str, Any], schemas: dict[str, dict[str, Any]]) -> bool:
+        """The reward's schema check before: ``jsonschema.validate`` (checks the schema every time)."""
+        import jsonschema
+
+        if not schemas:
+            return True
+        if call["name"] not in schemas:
+            return False
+        try:
+            jsonschema.validate(call["arguments"], schemas[call["name"]])
+        except jsonschema.ValidationError:
+            return False
+        return True
+
+    rates = []
+    cached_check = rewards._valid_against
+    try:
+        for check in (cached_check, validate_each_call):
+            rewards._valid_against = check  # type: ignore[assignment]
+            began = time.perf_counter()
+            for _ in range(repeats):
+                for text, reference, tools in cases:
+                    rewards.score_response(text, reference, tools)
+            rates.append(round(repeats * len(cases) / (time.perf_counter() - began)))
+    finally:
+        rewards._valid_against = cached_check  # type: ignore[assignment]
+    return rates[0], rates[1]
 
 
 def _mean(values: list[float]) -> float:
@@ -210,6 +256,15 @@ def tables(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
             f"{perfect} | {r['feedback_share']:.1%} | {r['correction_share']:.1%} | "
             f"{r['test_correction_share']:.1%} | {r['pipeline_s']} |"
         )
+    rates = [r["reward_scores_per_s"] for r in results]
+    cached = sum(r["validator_cached"] for r in rates) / len(rates)
+    each_call = sum(r["schema_checked_each_call"] for r in rates) / len(rates)
+    lines += [
+        "",
+        f"Reward throughput on these prompts (one process, one core): {cached:,.0f} scores/s with one "
+        f"validator per tool schema, {each_call:,.0f}/s with the schema checked on every call as "
+        f"`jsonschema.validate` does (the reward before): {cached / max(each_call, 1e-9):.1f}x.",
+    ]
     worlds: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in results:
         worlds[r["world"]].append(r)

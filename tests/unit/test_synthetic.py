@@ -113,3 +113,15 @@ def test_generate_logs_cli_takes_the_world(
     with pytest.raises(SystemExit):
         main([*argv, "--world", "prod"])
     assert "invalid choice: 'prod'" in capsys.readouterr().err
+
+
+def test_production_world_leaves_headroom_through_the_real_ingest_and_dataset_builder(tmp_path: Path) -> None:
+    """benchmarks/world on one small fixed input: the agent's logged and usual answers score well below
+    the references on held-out prompts (the blind spots), the references themselves 1.0."""
+    from benchmarks.world.run import measure_world
+
+    result = measure_world("production", 2, 400, 0, tmp_path)
+    assert result["test_prompts"] > 80
+    assert result["perfect"] == {"hermes": 1.0, "llama3_json": 1.0, "mistral": 1.0}
+    assert 0.4 < result["usual"]["hermes"] <= result["imitation"]["hermes"] < 0.7
+    assert {"wrong_tool", "missing_call", "arguments", "none"} <= set(result["slices"]["mistake"])

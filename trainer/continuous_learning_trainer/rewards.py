@@ -21,6 +21,7 @@ To add a component: compute it in :func:`score_response`, add its weight to ``Re
 from __future__ import annotations
 
 import bisect
+import functools
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -79,17 +80,24 @@ def _tool_schemas(tools: list[dict[str, Any]] | None) -> dict[str, dict[str, Any
     return schemas
 
 
+@functools.lru_cache(maxsize=1024)
+def _validator(schema_json: str) -> Any:
+    """A validator of one tool's parameter schema, the schema checked once (``jsonschema.validate``
+    checks the schema on every call: most of the reward's time before)."""
+    schema = json.loads(schema_json)
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
 def _valid_against(call: dict[str, Any], schemas: dict[str, dict[str, Any]]) -> bool:
     if not schemas:
         return True
     schema = schemas.get(call["name"])
     if schema is None:
         return False
-    try:
-        jsonschema.validate(call["arguments"], schema)
-    except jsonschema.ValidationError:
-        return False
-    return True
+    validator = _validator(json.dumps(schema, sort_keys=True))
+    return bool(validator.is_valid(call["arguments"]))
 
 
 def _token_f1(prediction: str, reference: str) -> float:

@@ -355,7 +355,8 @@ _NOISE_RATE = 0.03
 
 
 def _id_schema(prefix: str) -> dict[str, Any]:
-    return {"type": "string", "pattern": f"^{prefix}-\\d{{6}}$", "description": f"{prefix}- and six digits"}
+    pattern, example = f"^{prefix}-\\d{{6}}$", f"{prefix}-000123"
+    return {"type": "string", "pattern": pattern, "description": f"{prefix}- and six digits, e.g. {example}"}
 
 
 def _ptool(name: str, description: str, **properties: dict[str, Any]) -> dict[str, Any]:
@@ -742,7 +743,7 @@ PRODUCTION_AGENTS = [
             ),
             _ptool(
                 "search_hotels", "Hotels in a city", city=_CITY, check_in=_DATE,
-                nights={"type": "integer", "minimum": 1},
+                nights={"type": "integer", "minimum": 1, "description": "number of nights"},
             ),
         ],
         [_weather_now, _forecast, _forecast, _one_way, _round_trip, _flight_and_hotel],
@@ -772,7 +773,7 @@ PRODUCTION_AGENTS = [
             _ptool("track_order", "Status of an order", order_id=_id_schema("ORD")),
             _ptool(
                 "track_shipment", "Where a parcel is, by carrier tracking number",
-                tracking_number={"type": "string", "pattern": r"^1Z\d{9}$"},
+                tracking_number={"type": "string", "pattern": r"^1Z\d{9}$", "description": "1Z and nine digits"},
             ),
             _ptool(
                 "return_item", "Return an order for a refund", order_id=_id_schema("ORD"),
@@ -790,7 +791,7 @@ PRODUCTION_AGENTS = [
         [
             _ptool(
                 "create_event", "Create a calendar event", title={"type": "string"}, date=_DATE,
-                start_time=_TIME, duration_minutes={"type": "integer", "minimum": 5},
+                start_time=_TIME, duration_minutes={"type": "integer", "minimum": 5, "description": "minutes"},
             ),
             _ptool("create_reminder", "A reminder at a time", text={"type": "string"}, date=_DATE, time=_TIME),
             _ptool("list_events", "Events of one day", date=_DATE),
