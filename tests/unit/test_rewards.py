@@ -192,3 +192,46 @@ def test_a_negative_in_another_order_is_not_the_rejected_answer() -> None:
     reference = {"content": None, "tool_calls": [HOTEL, WEATHER], "negatives": [TWO_CALLS]}
     assert not score_response(format_calls([HOTEL, WEATHER]), reference, TWO_TOOLS).negative_hit
     assert score_response(format_calls([WEATHER, HOTEL]), reference, TWO_TOOLS).negative_hit
+
+
+def test_calls_of_one_name_pair_with_the_reference_call_they_match() -> None:
+    paris, oslo = WEATHER, {"name": "get_weather", "arguments": {"city": "Oslo", "day": "today"}}
+    reference = {"content": None, "tool_calls": [paris, oslo], "negatives": []}
+    only_oslo = score_response(format_calls([oslo]), reference, TOOLS)  # pairs with the second, in order
+    assert only_oslo.arguments == pytest.approx(0.5) and only_oslo.order == 1.0
+    # Dozens of same-name calls: a greedy pairing (each reference call takes its best free match), and the
+    # extra calls cost their share of the name credit.
+    many = score_response(
+        format_calls([paris, oslo] * 30), {**reference, "tool_calls": [paris, oslo] * 4}, TOOLS
+    )
+    assert many.arguments == pytest.approx(1.0) and many.order == 1.0
+    assert many.tool_name == pytest.approx(8 / 60)
+
+
+@pytest.mark.parametrize(
+    ("response", "fmt"),
+    [
+        (
+            '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris", "day": "today"}}\n</tool_call>'
+            '<tool_call>\n{"name": "find_hotel", "arguments": {"city": "Paris", "nights": 3}}\n</tool_call>',
+            "hermes",
+        ),
+        (
+            '{"name": "get_weather", "parameters": {"city": "Paris", "day": "today"}}\n'
+            '{"name": "find_hotel", "parameters": {"city": "Paris", "nights": 3}}',
+            "llama3_json",
+        ),
+        (
+            '[TOOL_CALLS]get_weather[ARGS]{"city": "Paris", "day": "today"}'
+            '[TOOL_CALLS]find_hotel[ARGS]{"city": "Paris", "nights": 3}',
+            "mistral",
+        ),
+        (
+            'get_weather{"city": "Paris", "day": "today"}find_hotel{"city": "Paris", "nights": 3}',
+            "mistral",
+        ),  # the same, decoded with skip_special_tokens
+    ],
+)
+def test_two_calls_in_each_familys_other_spellings_score_one(response: str, fmt: str) -> None:
+    score = score_response(response, TWO_CALLS, TWO_TOOLS, tool_call_format=fmt)  # type: ignore[arg-type]
+    assert score.total == pytest.approx(1.0) and score.order == 1.0

@@ -12,9 +12,9 @@ Two worlds (``generate_logs(..., world=...)``, ``python -m continuous_learning g
   durations in words), two-call answers, and an agent whose mistakes are systematic: the phrasings that
   trip it (a word that points at the wrong tool, a form it does not normalise, two requests in one
   sentence) get the same mistake most of the time, so a model that imitates the logs learns them too.
-  Thumbs-down and reviewers' corrections (the right calls) expose them. A model that imitates the logged
-  answers exactly scores about 0.5 on the reward against the references of held-out prompts, the right
-  answers 1.0 (``benchmarks/world/RESULTS.md``).
+  Thumbs-down and reviewers' corrections (the right calls) expose them. On held-out prompts the logged
+  answers score about 0.58 on the reward against the references, the agent's usual answers about 0.55,
+  the right answers 1.0 (``benchmarks/world/RESULTS.md``).
 """
 
 from __future__ import annotations
@@ -327,13 +327,14 @@ def generate_logs(
 # byte-identical). Four agents with tools whose purposes overlap (current weather / forecast, one-way /
 # round trip, refund / store credit, track order / track shipment, return / exchange, event / reminder),
 # arguments that must be normalised (dates relative to the day in the system prompt -> YYYY-MM-DD, amounts
-# "$1,250.50" -> 1250.5 plus a currency code, ids "invoice #4821" -> "INV-004821", "3pm" -> "15:00",
-# "an hour" -> 60), and requests answered by two calls in order. The logged agent has blind spots: on the
+# "$1,250.50" -> 1250.5 plus a currency code, ids "invoice #4821" -> "INV-004821", "3:30pm" -> "15:30",
+# "half an hour" -> 30), and requests answered by two calls in order. The logged agent has blind spots: on the
 # requests that trip it (a keyword that points at the wrong tool, a phrasing it does not normalise, a
 # second request in the same sentence) it makes the same mistake most of the time -- wrong tool, raw
 # arguments, the second call missing -- and users' thumbs-down and reviewers' corrections (the right calls)
 # expose it. A model that imitates the logged answers keeps the blind spots; the corrections say how to
-# lose them. ``benchmarks/world/`` measures the headroom this leaves.
+# lose them. Each record says what the world knows (unlisted fields, kept as metadata by ingest): ``mistake``
+# and, where the logged answer is not it, ``usual_answer``. ``benchmarks/world/`` measures the headroom.
 
 WORLDS = ("default", "production")
 
