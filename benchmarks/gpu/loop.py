@@ -186,18 +186,23 @@ def main() -> None:
 
     # Day 0: the user's model becomes production v0, playing the agent that wrote the logs.
     data0 = assemble_training_dataset(settings, day0)
-    spec_uri = write_import_spec(settings, data0, "day0-import")
-    rc, seconds = run_trainer("import-model", spec_uri, logs / "day0-import.log", 900)
-    if rc != 0:
-        log.record("import", rc=rc, seconds=round(seconds, 1))
-        raise SystemExit(f"import-model failed (rc {rc}); see {logs / 'day0-import.log'}")
-    imported = ImportResult.model_validate(last_json(logs / "day0-import.log"))
-    version, _ = register_import(registry, imported, "day0-import", dataset_id=data0.dataset_id,
-                                 promote_reason="onboarding: the model serving today")  # fmt: skip
-    fmt = imported.lineage.tool_call_format
-    log.record("import", rc=rc, seconds=round(seconds, 1), version=version.version,
-               tool_call_format=fmt, template=imported.lineage.chat_template_source,
-               fixes=imported.lineage.fixes, imitation=imported.lineage.imitation)  # fmt: skip
+    if registry.alias("production") is not None and (logs / "day0-import.log").exists():
+        # a resumed loop: v0 is registered already
+        fmt = ImportResult.model_validate(last_json(logs / "day0-import.log")).lineage.tool_call_format
+        log.record("import", reused=registry.alias("production").version)
+    else:
+        spec_uri = write_import_spec(settings, data0, "day0-import")
+        rc, seconds = run_trainer("import-model", spec_uri, logs / "day0-import.log", 900)
+        if rc != 0:
+            log.record("import", rc=rc, seconds=round(seconds, 1))
+            raise SystemExit(f"import-model failed (rc {rc}); see {logs / 'day0-import.log'}")
+        imported = ImportResult.model_validate(last_json(logs / "day0-import.log"))
+        version, _ = register_import(registry, imported, "day0-import", dataset_id=data0.dataset_id,
+                                     promote_reason="onboarding: the model serving today")  # fmt: skip
+        fmt = imported.lineage.tool_call_format
+        log.record("import", rc=rc, seconds=round(seconds, 1), version=version.version,
+                   tool_call_format=fmt, template=imported.lineage.chat_template_source,
+                   fixes=imported.lineage.fixes, imitation=imported.lineage.imitation)  # fmt: skip
 
     e = settings.evaluation
     gate_config = GateConfig(
