@@ -100,11 +100,19 @@ class Log:
         print(json.dumps(line, default=str), flush=True)
 
 
-def run_trainer(command: str, spec_uri: str, log_file: Path, timeout_s: int) -> tuple[int, float]:
-    """One trainer job (what the RayJob's entrypoint runs), its output in ``log_file``; SIGTERM at the limit."""
+def run_trainer(
+    command: str, spec_uri: str, log_file: Path, timeout_s: int, extra_path: str | None = None
+) -> tuple[int, float]:
+    """One trainer job (what the RayJob's entrypoint runs), its output in ``log_file``; SIGTERM at the limit.
+    ``extra_path`` goes in front of PYTHONPATH for this job only."""
     started = time.monotonic()
+    env = dict(os.environ)
+    if extra_path:
+        env["PYTHONPATH"] = f"{extra_path}:{env.get('PYTHONPATH', '')}"
     with log_file.open("w") as out:
-        proc = subprocess.Popen([*TRAINER, command, "--spec", spec_uri], stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [*TRAINER, command, "--spec", spec_uri], stdout=out, stderr=subprocess.STDOUT, env=env
+        )
         try:
             rc = proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -170,6 +178,8 @@ def main() -> None:
     ap.add_argument("--engine", choices=["verl", "cpu"], default="verl", help="cpu: a dry run of the driver")
     ap.add_argument("--max-eval-prompts", type=int, default=4000)
     ap.add_argument("--train-timeout", type=int, default=420)
+    ap.add_argument("--import-extra-path", default=None,
+                    help="PYTHONPATH entries for import-model only (TRL, which VeRL 0.9.1's workers must not see)")  # fmt: skip
     ap.add_argument("--extra-override", action="append", default=[], help="appended VeRL Hydra overrides")
     args = ap.parse_args()
     logs = Path(args.logs)
@@ -192,7 +202,9 @@ def main() -> None:
         log.record("import", reused=registry.alias("production").version)
     else:
         spec_uri = write_import_spec(settings, data0, "day0-import")
-        rc, seconds = run_trainer("import-model", spec_uri, logs / "day0-import.log", 900)
+        rc, seconds = run_trainer(
+            "import-model", spec_uri, logs / "day0-import.log", 900, args.import_extra_path
+        )
         if rc != 0:
             log.record("import", rc=rc, seconds=round(seconds, 1))
             raise SystemExit(f"import-model failed (rc {rc}); see {logs / 'day0-import.log'}")
