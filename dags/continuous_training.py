@@ -31,23 +31,18 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param
+from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param
 from continuous_learning.airflow.approval import PromotionApprovalOperator
-from continuous_learning.airflow.links import RayDashboardLink, RegistryEntryLink
+from continuous_learning.airflow.assets import PRODUCTION_MODEL, REWARD_PARTITIONS
+from continuous_learning.airflow.dataset import AssembleTrainingDatasetOperator
+from continuous_learning.airflow.evaluation import EvaluateCandidateOperator, EvaluationGateOperator
+from continuous_learning.airflow.links import RayDashboardLink, RegistryEntryLink, RunReportLink
 from continuous_learning.airflow.notifications import on_task_failure
-from continuous_learning.airflow.operators import (
-    AssembleTrainingDatasetOperator,
-    EnsureBaseModelOperator,
-    EvaluateCandidateOperator,
-    TrainCandidateOperator,
-)
-from continuous_learning.airflow.promotion import EvaluationGateOperator, PromoteModelOperator, RunReportLink
+from continuous_learning.airflow.promotion import PromoteModelOperator
 from continuous_learning.airflow.ray_cluster import CreateRayClusterOperator, DeleteRayClusterOperator
+from continuous_learning.airflow.training import EnsureBaseModelOperator, TrainCandidateOperator
 from continuous_learning.airflow.validation import ValidateRequestOperator
-from continuous_learning.run_request import FORCE_PROMOTE_CONFIRMATION
-
-REWARD_PARTITIONS = Asset(name="continuous_learning.reward_partitions")
-PRODUCTION_MODEL = Asset(name="continuous_learning.production_model")
+from continuous_learning.promotion_policy import FORCE_PROMOTE_CONFIRMATION
 
 DOCS = {
     "validate_request": "Checks the run request before anything starts: numbers in range, the base model "

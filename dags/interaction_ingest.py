@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import DAG, Asset, CronDataIntervalTimetable
-from continuous_learning.airflow.late_feedback import AnnounceRewardPartitionsOperator
-from continuous_learning.airflow.operators import BuildRewardPartitionOperator, IngestDayOperator
-
-REWARD_PARTITIONS = Asset(name="continuous_learning.reward_partitions")
+from airflow.sdk import DAG, CronDataIntervalTimetable
+from continuous_learning.airflow.assets import REWARD_PARTITIONS
+from continuous_learning.airflow.ingest import (
+    AnnounceRewardPartitionsOperator,
+    BuildRewardPartitionOperator,
+    IngestDayOperator,
+)
 
 with DAG(
     dag_id="interaction_ingest",

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import DAG, Asset, CronTriggerTimetable, Param, TriggerRule
-from continuous_learning.airflow.late_feedback import (
+from airflow.sdk import DAG, CronTriggerTimetable, Param, TriggerRule
+from continuous_learning.airflow.assets import REWARD_PARTITIONS
+from continuous_learning.airflow.ingest import (
     AnnounceRewardPartitionsOperator,
-    FindDaysWithNewFeedbackOperator,
+    BuildRewardPartitionOperator,
+    IngestDayOperator,
 )
-from continuous_learning.airflow.operators import BuildRewardPartitionOperator, IngestDayOperator
-
-REWARD_PARTITIONS = Asset(name="continuous_learning.reward_partitions")
+from continuous_learning.airflow.late_feedback import FindDaysWithNewFeedbackOperator
 
 with DAG(
     dag_id="late_feedback_reprocess",

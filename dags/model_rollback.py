@@ -17,13 +17,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from airflow.sdk import DAG, Asset, Param
+from airflow.sdk import DAG, Param
+from continuous_learning.airflow.assets import PRODUCTION_MODEL
 from continuous_learning.airflow.links import RegistryEntryLink
 from continuous_learning.airflow.notifications import on_task_failure
 from continuous_learning.airflow.promotion import RollbackModelOperator
 from continuous_learning.airflow.validation import ValidateRequestOperator
-
-PRODUCTION_MODEL = Asset(name="continuous_learning.production_model")
 
 with DAG(
     dag_id="model_rollback",

@@ -1,12 +1,31 @@
-"""Versioned JSON documents between the Airflow side and the trainer (a spec in, a result out)."""
+"""Every document that crosses a task or the trainer boundary, typed: the specs a job reads, the results it
+writes, and the cluster reference the Ray tasks pass each other; and the storage layout they share (the
+result file of a job, the day partitions of the data)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any, Literal
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal
 
 from continuous_learning import storage
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+#: What a trainer job writes in its spec's ``output_uri``: a TrainResult or an EvalResult.
+RESULT_FILE = "result.json"
+
+#: The day-partitioned datasets under ``storage.data_uri``.
+DataPartition = Literal["curated", "quarantine", "reward"]
+
+
+def result_uri(output_uri: str) -> str:
+    """The result document of a job whose spec has this ``output_uri``."""
+    return storage.join(output_uri, RESULT_FILE)
+
+
+def partition_uri(data_uri: str, kind: DataPartition, day: date) -> str:
+    """One day's partition: ``<data_uri>/<kind>/dt=YYYY-MM-DD``."""
+    return storage.join(data_uri, kind, f"dt={day.isoformat()}")
 
 
 class ContractError(ValueError):
@@ -43,6 +62,11 @@ class DatasetRef(BaseModel):
     validation_uri: str
     test_uri: str
     manifest_uri: str
+
+    @classmethod
+    def of(cls, document: Mapping[str, Any]) -> DatasetRef:
+        """From the dataset task's XCom, which carries more (counts, window end) than the reference."""
+        return cls.model_validate({k: document[k] for k in cls.model_fields})
 
 
 class RewardWeights(BaseModel):
@@ -302,3 +326,86 @@ class ImportResult(_Document):
     run_id: str
     model_uri: str
     lineage: ModelLineage
+
+
+# ------------------------------------------------------------------ the run's Ray cluster, between tasks
+
+
+class KubeRayHookArgs(BaseModel):
+    """How to reach the Kubernetes API: ``KubeRayHook``'s constructor arguments (the triggers build their
+    own hook from them in the triggerer)."""
+
+    model_config = ConfigDict(extra="forbid")
+    kubernetes_conn_id: str | None = None
+    eks_cluster_name: str | None = None
+    aws_conn_id: str | None = "aws_default"
+    region_name: str | None = None
+    retries: int = 5
+
+
+class CapacityPlanRef(BaseModel):
+    """The HyperPod capacity decision the create task made (``compute.hyperpod.CapacityPlan``), which the
+    teardown reads to scale back."""
+
+    model_config = ConfigDict(extra="forbid")
+    cluster_name: str
+    instance_group: str
+    required: int
+    current: int
+    target: int
+    action: Literal["none", "scale", "wait"]
+    scale_to: int | None
+    original_count: int
+    training_plan_arn: str | None
+    autoscaling_managed: bool
+    eks_cluster_arn: str | None
+    instance_type: str | None = None
+    gpu_class: str | None = None
+
+
+class LocalRayClusterRef(BaseModel):
+    """A local Ray head (``compute.local_ray.LocalRayHead``): its job API and what stops it."""
+
+    model_config = ConfigDict(extra="forbid")
+    backend: Literal["local_ray"] = "local_ray"
+    dashboard_url: str
+    gcs_address: str
+    pgid: int
+    temp_dir: str
+    log_path: str
+
+
+class KubeRayClusterRef(BaseModel):
+    """A KubeRay RayCluster: where it is, how to reach its API, the capacity under it, and the trainer
+    resources it gives a job (nodes, GPUs per node, GPU class)."""
+
+    model_config = ConfigDict(extra="forbid")
+    backend: Literal["kuberay"] = "kuberay"
+    name: str
+    namespace: str
+    hook: KubeRayHookArgs
+    capacity: CapacityPlanRef | None = None
+    nnodes: int
+    n_gpus_per_node: int
+    gpu_class: str | None = None
+
+    def trainer_resources(self) -> dict[str, Any]:
+        """The fields of a spec's ``resources`` this cluster decides (not the trainer settings)."""
+        return {"nnodes": self.nnodes, "n_gpus_per_node": self.n_gpus_per_node, "gpu_class": self.gpu_class}
+
+
+#: The create task's XCom, read by every job task and the teardown; ``backend`` tells which.
+ClusterRef = Annotated[LocalRayClusterRef | KubeRayClusterRef, Field(discriminator="backend")]
+_CLUSTER_REF: TypeAdapter[LocalRayClusterRef | KubeRayClusterRef] = TypeAdapter(ClusterRef)
+
+
+def read_cluster_ref(
+    document: Mapping[str, Any] | LocalRayClusterRef | KubeRayClusterRef,
+) -> LocalRayClusterRef | KubeRayClusterRef:
+    """The cluster reference from its XCom document; a clear error when it is not one."""
+    if isinstance(document, LocalRayClusterRef | KubeRayClusterRef):
+        return document
+    try:
+        return _CLUSTER_REF.validate_python(dict(document))
+    except (ValidationError, TypeError, ValueError) as exc:
+        raise ContractError(f"not a valid cluster reference ({document!r}): {exc}") from None

@@ -59,13 +59,23 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": INTEGRATION,
                 "python-modules": [
                     "continuous_learning.airflow.approval",
+                    "continuous_learning.airflow.dataset",
+                    "continuous_learning.airflow.evaluation",
+                    "continuous_learning.airflow.ingest",
                     "continuous_learning.airflow.late_feedback",
-                    "continuous_learning.airflow.operators",
                     "continuous_learning.airflow.promotion",
+                    "continuous_learning.airflow.training",
                     "continuous_learning.airflow.validation",
                 ],
             },
-            {"integration-name": KUBERAY, "python-modules": ["continuous_learning.airflow.ray_cluster"]},
+            {
+                "integration-name": KUBERAY,
+                "python-modules": [
+                    "continuous_learning.airflow.ray_cluster",
+                    "continuous_learning.airflow.ray_job",
+                ],
+            },
+            {"integration-name": HYPERPOD, "python-modules": ["continuous_learning.airflow.capacity"]},
         ],
         "hooks": [
             {"integration-name": HYPERPOD, "python-modules": ["continuous_learning.airflow.hooks"]},
@@ -78,7 +88,7 @@ def get_provider_info() -> dict[str, Any]:
         "extra-links": [
             "continuous_learning.airflow.links.RayDashboardLink",
             "continuous_learning.airflow.links.RegistryEntryLink",
-            "continuous_learning.airflow.promotion.RunReportLink",
+            "continuous_learning.airflow.links.RunReportLink",
         ],
     }
 

@@ -15,9 +15,8 @@ from datetime import date
 from typing import Any
 
 from continuous_learning.config import ConfigError, Settings, load_settings
+from continuous_learning.promotion_policy import FORCE_PROMOTE_CONFIRMATION
 
-# The string a person has to type to promote a candidate the gate rejected.
-FORCE_PROMOTE_CONFIRMATION = "PROMOTE ANYWAY"
 MIN_REASON_CHARS = 10
 ALGORITHMS = ("grpo", "ppo", "sft")
 

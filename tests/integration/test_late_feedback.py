@@ -72,7 +72,7 @@ def test_days_with_late_feedback_are_reprocessed_and_announced_once(
 
 def test_backfill_runs_do_not_announce() -> None:
     from airflow.sdk.exceptions import AirflowSkipException
-    from continuous_learning.airflow.late_feedback import AnnounceRewardPartitionsOperator
+    from continuous_learning.airflow.ingest import AnnounceRewardPartitionsOperator
 
     operator = AnnounceRewardPartitionsOperator(task_id="announce")
     with pytest.raises(AirflowSkipException, match="backfill run: not announcing"):

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
-from continuous_learning.airflow.operators import _RayJobOperator
 from continuous_learning.airflow.ray_cluster import CreateRayClusterOperator, DeleteRayClusterOperator
+from continuous_learning.airflow.ray_job import BaseRayJobOperator
 
 from tests.kuberay.conftest import create_hyperpod, group_counts
 from tests.kuberay.helpers import context, defer_once, first_event, run_operator
@@ -24,7 +24,7 @@ from tests.kuberay.helpers import context, defer_once, first_event, run_operator
 pytestmark = pytest.mark.integration
 
 
-class ScriptJobOperator(_RayJobOperator):
+class ScriptJobOperator(BaseRayJobOperator):
     """A Ray job operator whose entrypoint is a test script (the trainer's CLI is tested elsewhere)."""
 
     def __init__(self, *, script: str, spec_uri: str, **kwargs: Any) -> None:
@@ -38,9 +38,9 @@ class ScriptJobOperator(_RayJobOperator):
     def execute(self, context: Context) -> Any:
         from continuous_learning.airflow.context import task_settings
 
-        return self.run_trainer(context, task_settings(context), "test", self.spec_uri, then="_done")
+        return self.run_job(context, task_settings(context), "test", self.spec_uri)
 
-    def _done(self, context: Context, state: dict[str, Any]) -> dict[str, Any]:
+    def job_succeeded(self, context: Context) -> dict[str, Any]:
         return {"done": True, "job": self._external}
 
 
@@ -282,7 +282,7 @@ def test_a_forbidden_log_proxy_is_a_warning_naming_the_permission(
 
 def _record(ctx: dict[str, Any]) -> dict[str, Any] | None:
     from continuous_learning import storage
-    from continuous_learning.airflow.ray_cluster import capacity_record_uri
+    from continuous_learning.airflow.capacity import capacity_record_uri
     from continuous_learning.config import load_settings
 
     uri = capacity_record_uri(load_settings(), ctx)  # type: ignore[arg-type]

@@ -8,14 +8,10 @@ from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
-from continuous_learning.airflow.approval import (
-    approval_body,
-    approval_gate,
-    approval_outcome,
-    approval_requirement,
-)
+from continuous_learning.airflow.approval import approval_body, approval_outcome
 from continuous_learning.airflow.context import PARAM_SETTINGS, settings_from_context
 from continuous_learning.config import ConfigError, load_settings
+from continuous_learning.promotion_policy import approval_gate, approval_requirement
 from continuous_learning.registry import ModelRegistry
 from continuous_learning.run_request import RequestError, check_training_request
 

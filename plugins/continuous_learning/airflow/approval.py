@@ -23,9 +23,9 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from continuous_learning import storage
 from continuous_learning.airflow.context import run_identity, task_settings
-from continuous_learning.airflow.promotion import REPORT_KEY, _report_url
+from continuous_learning.airflow.links import REPORT_KEY, report_url
+from continuous_learning.promotion_policy import approval_requirement, describe_outcome
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator, HITLOperator
 from airflow.sdk import Context, Param
@@ -37,40 +37,7 @@ REJECT = ApprovalOperator.REJECT
 COMMENT_PARAM = "comment"
 
 
-# -- decisions (plain data in, plain data out) -----------------------------------------------------------
-
-
-def approval_requirement(
-    require_approval: bool, params: Mapping[str, Any], decision: Mapping[str, Any] | None
-) -> tuple[bool, str]:
-    """Whether a person has to approve this run's promotion, and why (or why not).
-
-    Asked only when something would be promoted: the gate said promote, or a forced promotion was
-    requested. A dry run, ``skip_promotion`` and a gate rejection never wait.
-    """
-    if not require_approval:
-        return False, "approval not required (promotion.require_approval is off; the run did not ask for it)"
-    if params.get("dry_run"):
-        return False, "DRY RUN: nothing is promoted, so there is nothing to approve"
-    if params.get("skip_promotion"):
-        return False, "skip_promotion: nothing is promoted, so there is nothing to approve"
-    if not decision:
-        return False, "no gate decision: nothing is promoted, so there is nothing to approve"
-    if decision.get("promote"):
-        return True, "the gate would promote the candidate; promotion.require_approval asks a person first"
-    if params.get("force_promote"):
-        return (
-            True,
-            "force_promote overrides a gate rejection; promotion.require_approval asks a person first",
-        )
-    return False, "the gate rejected the candidate: nothing is promoted, so there is nothing to approve"
-
-
-def who(user: Mapping[str, Any] | None) -> str:
-    if not user:
-        return "nobody"
-    name, ident = user.get("name"), user.get("id")
-    return str(name) if not ident or name == ident else f"{name} (id {ident})"
+# -- documents (plain data in, plain data out; the policy is continuous_learning.promotion_policy) ----------
 
 
 def approval_outcome(payload: Mapping[str, Any], candidate: str, production: str | None) -> dict[str, Any]:
@@ -89,39 +56,6 @@ def approval_outcome(payload: Mapping[str, Any], candidate: str, production: str
         "comment": (str(comment).strip() or None) if comment is not None else None,
         "timed_out": False,
     }
-
-
-def describe_outcome(outcome: Mapping[str, Any]) -> str:
-    """One line for logs, run notes and the alias history."""
-    verb = "approved" if outcome.get("approved") else "rejected"
-    text = f"{verb} by {who(outcome.get('responded_by'))}"
-    if outcome.get("responded_at"):
-        text += f" at {outcome['responded_at']}"
-    if outcome.get("comment"):
-        text += f": {outcome['comment']}"
-    return text
-
-
-def approval_gate(
-    require_approval: bool, approval: Mapping[str, Any] | None, candidate: str
-) -> tuple[str, str]:
-    """What ``promote`` does with the approval task's answer: ``("promote", note)``, ``("skip", why)``
-    or ``("fail", why)``. Fails closed: a required approval that is missing or for another version
-    is a failure, a rejection is a skip; a rejection counts even where approval is no longer required."""
-    if approval and approval.get("required"):
-        if approval.get("candidate") != candidate:
-            return "fail", (
-                f"the approval recorded is for {approval.get('candidate')}, not {candidate}; not promoted"
-            )
-        if not approval.get("approved"):
-            return "skip", f"{candidate} {describe_outcome(approval)}; production unchanged"
-        return "promote", describe_outcome(approval)
-    if require_approval:
-        return "fail", (
-            f"promotion.require_approval is on but approve_promotion recorded no approval for {candidate} "
-            "(was it skipped or cleared?); not promoted"
-        )
-    return "promote", ""
 
 
 def _fmt(value: Any, pattern: str = "{:.3f}") -> str:
@@ -195,6 +129,7 @@ def approval_body(
 
 
 def _record(context: Context, settings: Any, outcome: Mapping[str, Any]) -> str:
+    from continuous_learning import storage
     from continuous_learning.training import run_paths
 
     uri = storage.join(run_paths(settings, run_identity(context)).root, "approval.json")
@@ -258,10 +193,9 @@ class PromotionApprovalOperator(ApprovalOperator):
         hours = settings.promotion.approval_timeout_hours
         self.response_timeout = timedelta(hours=hours)
         deadline = (datetime.now(UTC) + self.response_timeout).strftime("%Y-%m-%d %H:%M UTC")
-        report = ((self.decision or {}).get("report") or {}).get("html")
-        report_url = _report_url(report) if report else None
-        if report_url:
-            context["ti"].xcom_push(key=REPORT_KEY, value=report_url)
+        url = report_url(self.decision)
+        if url:
+            context["ti"].xcom_push(key=REPORT_KEY, value=url)
         new, old = self.candidate["version"], self.base.get("version")
         forced = None
         if not self.decision.get("promote"):
@@ -271,7 +205,7 @@ class PromotionApprovalOperator(ApprovalOperator):
         )
         self.body = approval_body(
             self.decision, self.candidate, self.base,
-            confidence=settings.evaluation.confidence, report_url=report_url, timeout_hours=hours,
+            confidence=settings.evaluation.confidence, report_url=url, timeout_hours=hours,
             deadline=deadline, forced_reason=forced,
         )  # fmt: skip
         try:

@@ -1,14 +1,17 @@
-"""Shared by the operators: settings from a task's context (DAG Params as overrides)."""
+"""Shared by the operators: settings from a task's context (DAG Params as overrides).
+
+Imported by every operator module, so by every DAG file: the settings (pydantic) load when a task runs.
+"""
 
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Any
-
-from continuous_learning.config import ConfigError, Settings, load_settings
-from continuous_learning.run_request import approval_overrides
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
+
+if TYPE_CHECKING:
+    from continuous_learning.config import Settings
 
 # DAG Param name -> settings key. Params left at None keep the configured value.
 PARAM_SETTINGS = {
@@ -26,6 +29,9 @@ PARAM_SETTINGS = {
 
 
 def settings_from_context(context: Any, extra: dict[str, Any] | None = None) -> Settings:
+    from continuous_learning.config import load_settings
+    from continuous_learning.run_request import approval_overrides
+
     params = context.get("params") or {}
     overrides = {key: params[name] for name, key in PARAM_SETTINGS.items() if params.get(name) is not None}
     overrides.update(approval_overrides(params))
@@ -51,6 +57,8 @@ def task_settings(context: Any, aws_conn_id: str | None = "aws_default") -> Sett
 
     Also points ``s3://`` storage at the task's AWS connection.
     """
+    from continuous_learning.config import ConfigError
+
     try:
         settings = settings_from_context(context)
     except ConfigError as exc:

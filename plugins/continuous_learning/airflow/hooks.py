@@ -58,22 +58,6 @@ class SageMakerHyperPodHook(AwsBaseHook):
         )
         self.conn.update_cluster(**hyperpod.update_request(describe, instance_group, count))
 
-    def ensure_capacity(
-        self, cluster_name: str, instance_group: str, required: int, wait_only: bool = False
-    ) -> hyperpod.CapacityPlan:
-        """Plan, and scale up when the plan says so; the caller then waits (blocking or deferred)."""
-        plan = hyperpod.plan_capacity(
-            self.describe_cluster(cluster_name), instance_group, required, wait_only
-        )
-        self.log.info(
-            "HyperPod %s/%s: %d current, %d target, %d required -> %s%s", cluster_name, instance_group,
-            plan.current, plan.target, required, plan.action,
-            " (autoscaling managed by HyperPod)" if plan.autoscaling_managed else "",
-        )  # fmt: skip
-        if plan.action == "scale" and plan.scale_to is not None:
-            self.set_instance_count(cluster_name, instance_group, plan.scale_to)
-        return plan
-
     def wait_for_capacity(
         self, cluster_name: str, instance_group: str, delay_s: float, max_attempts: int
     ) -> None:
@@ -163,13 +147,3 @@ class KubeRayHook(BaseHook):
         return KubeRayClient(
             client.CustomObjectsApi(self.api_client), client.CoreV1Api(self.api_client), retries=self.retries
         )
-
-    def serialize(self) -> dict[str, Any]:
-        """Constructor arguments, for triggers that build their own hook in the triggerer."""
-        return {
-            "kubernetes_conn_id": self.kubernetes_conn_id,
-            "eks_cluster_name": self.eks_cluster_name,
-            "aws_conn_id": self.aws_conn_id,
-            "region_name": self.region_name,
-            "retries": self.retries,
-        }

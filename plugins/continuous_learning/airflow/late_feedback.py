@@ -1,4 +1,5 @@
-"""Operators that keep reward data fresh when feedback arrives late, without retraining per day."""
+"""Late feedback: find the past days whose feedback changed since they were ingested (they are then
+re-ingested by the ingest stage's operators, mapped over the days, and announced once)."""
 
 from __future__ import annotations
 
@@ -41,20 +42,3 @@ class FindDaysWithNewFeedbackOperator(BaseOperator):
                 f"no ingested day of the last {self.lookback_days} received new feedback"
             )
         return [item.day.isoformat() for item in stale]
-
-
-class AnnounceRewardPartitionsOperator(BaseOperator):
-    """Emit the reward-partitions Asset event (give it ``outlets``) that schedules training.
-
-    Backfill runs do not announce: a backfill of N days must not start N trainings. The next
-    daily ``continuous_training`` run (or one manual trigger) trains on the rewritten window once.
-    """
-
-    def execute(self, context: Context) -> None:
-        run_type = context["dag_run"].run_type
-        if "backfill" in str(getattr(run_type, "value", run_type)).lower():
-            raise AirflowSkipException(
-                "backfill run: not announcing, so the backfill starts no training per day; "
-                "continuous_training picks the rewritten days up at its next run"
-            )
-        self.log.info("announcing new reward data to %s", [o for o in self.outlets])

@@ -1,14 +1,19 @@
-"""Extra links shown on task instances in the Airflow UI (the "Links" of a task).
+"""Extra links shown on task instances in the Airflow UI (the "Links" of a task), and the URLs behind them.
 
 Airflow 3 computes each link when the task finishes and keeps the URL in XCom; the UI shows it as a
-button on the task instance. ``RunReportLink`` (the HTML run report) lives in :mod:`.promotion`.
+button on the task instance. The run report's URL is computed here once (:func:`report_url`): the gate,
+the approval and the promote task push it under :data:`REPORT_KEY`, and :class:`RunReportLink` shows it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from airflow.providers.common.compat.sdk import BaseOperatorLink, XCom
+
+#: The XCom key of the run report's URL.
+REPORT_KEY = "report_url"
 
 
 def _return_value(ti_key: Any) -> Any:
@@ -21,6 +26,28 @@ def browsable(uri: str) -> str:
         bucket, _, key = uri.removeprefix("s3://").partition("/")
         return f"https://s3.console.aws.amazon.com/s3/object/{bucket}?prefix={key}"
     return uri
+
+
+def report_url(decision: Mapping[str, Any] | None) -> str | None:
+    """The run report of a gate document (``decision["report"]["html"]``) as a URL a browser opens: an
+    ``s3://`` object as its virtual-hosted HTTPS URL (the HTML renders there), other URIs unchanged; None
+    when the gate wrote no report."""
+    uri = ((decision or {}).get("report") or {}).get("html")
+    if not uri:
+        return None
+    if uri.startswith("s3://"):
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        return f"https://{bucket}.s3.amazonaws.com/{key}"
+    return str(uri)
+
+
+class RunReportLink(BaseOperatorLink):
+    """Link from the task to the run's HTML report."""
+
+    name = "Run report"
+
+    def get_link(self, operator: Any, *, ti_key: Any) -> str:
+        return str(XCom.get_value(key=REPORT_KEY, ti_key=ti_key) or "")
 
 
 class RayDashboardLink(BaseOperatorLink):

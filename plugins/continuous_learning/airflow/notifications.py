@@ -12,15 +12,18 @@ paging endpoint to the SNS topic instead.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from continuous_learning.config import AlertSettings, ConfigError, load_settings
+if TYPE_CHECKING:
+    from continuous_learning.config import AlertSettings
 
 log = logging.getLogger(__name__)
 SUBJECT_MAX = 100  # SNS limit
 
 
 def _alert_settings() -> AlertSettings | None:
+    from continuous_learning.config import ConfigError, load_settings
+
     try:
         return load_settings().alerts
     except ConfigError as exc:

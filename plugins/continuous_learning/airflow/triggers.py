@@ -119,7 +119,7 @@ class _KubeRayTrigger(BaseTrigger):
 class RayClusterReadyTrigger(_KubeRayTrigger):
     """Fire when the RayCluster's ``.status.state`` is ``ready``; or ``failed``/``gone``/``timeout``.
 
-    :param hook_kwargs: :meth:`KubeRayHook.serialize` of the operator's hook.
+    :param hook_kwargs: the ``KubeRayHook`` arguments (``ClusterRef.hook``, a ``KubeRayHookArgs``).
     :param namespace: the cluster's namespace.
     :param name: the RayCluster's name.
     :param deadline: epoch seconds after which the wait ends with ``timeout``.
@@ -176,14 +176,13 @@ class RayJobTrigger(_KubeRayTrigger):
     within ``run_timeout_s`` of its start. Events: ``succeeded``, ``failed``, ``stopped``,
     ``startup_timeout``, ``run_timeout``, ``gone``, ``error``.
 
-    :param hook_kwargs: :meth:`KubeRayHook.serialize` of the operator's hook.
+    :param hook_kwargs: the ``KubeRayHook`` arguments (``ClusterRef.hook``, a ``KubeRayHookArgs``).
     :param namespace: the RayJob's namespace.
     :param name: the RayJob's name.
     :param cluster_name: the RayCluster the job runs on (for the driver log), if known.
     :param submission_id: the Ray job submission id (``spec.jobId``).
     :param startup_deadline: epoch seconds.
     :param run_timeout_s: seconds from the job's start.
-    :param log_offset: characters of the driver log already printed (on re-deferral).
     :param poll_s: seconds between polls.
     """
 
@@ -194,7 +193,6 @@ class RayJobTrigger(_KubeRayTrigger):
         submission_id: str,
         startup_deadline: float,
         run_timeout_s: float,
-        log_offset: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -202,15 +200,14 @@ class RayJobTrigger(_KubeRayTrigger):
         self.submission_id = submission_id
         self.startup_deadline = startup_deadline
         self.run_timeout_s = run_timeout_s
-        self.log_offset = log_offset
+        self._log_offset = 0  # characters of the driver log already printed
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
             {"hook_kwargs": self.hook_kwargs, "namespace": self.namespace, "name": self.name,
              "poll_s": self.poll_s, "cluster_name": self.cluster_name, "submission_id": self.submission_id,
-             "startup_deadline": self.startup_deadline, "run_timeout_s": self.run_timeout_s,
-             "log_offset": self.log_offset},
+             "startup_deadline": self.startup_deadline, "run_timeout_s": self.run_timeout_s},
         )  # fmt: skip
 
     async def _stream_logs(self, client: Any, cluster: str | None) -> str:
@@ -221,10 +218,10 @@ class RayJobTrigger(_KubeRayTrigger):
         except Exception as exc:  # the log is a convenience: never fail the wait for it
             self.log.debug("driver log not available yet: %s", exc)
             return ""
-        if len(logs) > self.log_offset:
-            for line in logs[self.log_offset :].splitlines():
+        if len(logs) > self._log_offset:
+            for line in logs[self._log_offset :].splitlines():
                 self.log.info("[ray job %s] %s", self.submission_id, line)
-            self.log_offset = len(logs)
+            self._log_offset = len(logs)
         return logs
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -267,7 +264,7 @@ class RayJobTrigger(_KubeRayTrigger):
     def _event(self, status: str, message: str, logs_tail: str = "") -> TriggerEvent:
         return TriggerEvent(
             {"status": status, "name": self.name, "submission_id": self.submission_id, "message": message,
-             "logs_tail": logs_tail, "log_offset": self.log_offset},
+             "logs_tail": logs_tail},
         )  # fmt: skip
 
     async def on_kill(self) -> None:

@@ -13,15 +13,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from continuous_learning.airflow.context import PARAM_SETTINGS, configure_storage
-from continuous_learning.config import ConfigError, load_settings
-from continuous_learning.registry import ModelRegistry
-from continuous_learning.run_request import RequestError, check_rollback_request, check_training_request
 
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
 
 def _known_versions(registry_uri: str) -> list[str]:
+    from continuous_learning.registry import ModelRegistry
+
     return [v.version for v in ModelRegistry(registry_uri).versions()]
 
 
@@ -42,6 +41,13 @@ class ValidateRequestOperator(BaseOperator):
         self.kind = kind
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from continuous_learning.config import ConfigError, load_settings
+        from continuous_learning.run_request import (
+            RequestError,
+            check_rollback_request,
+            check_training_request,
+        )
+
         params = dict(context.get("params") or {})
         try:
             base = load_settings()

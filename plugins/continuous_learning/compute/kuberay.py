@@ -115,8 +115,14 @@ def identity_key(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:12]
 
 
-def run_labels(dag_id: str, run_id: str, task_id: str | None = None) -> dict[str, str]:
-    """Labels for an object created by a DAG run's task (values made label-safe; keys hash the raw ids)."""
+def run_labels(
+    dag_id: str, run_id: str, task_id: str | None = None, map_index: int | None = None
+) -> dict[str, str]:
+    """Labels for an object created by a DAG run's task (values made label-safe; keys hash the raw ids).
+
+    A mapped task instance (``map_index`` >= 0) gets its own ``map-index`` label and task key, as the cncf
+    provider labels its pods: mapped instances share a task id, and must not find each other's jobs.
+    """
     labels = {
         "app.kubernetes.io/managed-by": "continuous-learning",
         f"{LABEL_PREFIX}/dag-id": _label_value(dag_id),
@@ -126,6 +132,9 @@ def run_labels(dag_id: str, run_id: str, task_id: str | None = None) -> dict[str
     if task_id is not None:
         labels[f"{LABEL_PREFIX}/task-id"] = _label_value(task_id)
         labels[f"{LABEL_PREFIX}/task-key"] = identity_key(dag_id, run_id, task_id)
+        if map_index is not None and map_index >= 0:
+            labels[f"{LABEL_PREFIX}/map-index"] = str(map_index)
+            labels[f"{LABEL_PREFIX}/task-key"] = identity_key(dag_id, run_id, task_id, str(map_index))
     return labels
 
 
