@@ -164,7 +164,7 @@ class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
     def live(self, plural: str) -> list[tuple[Any, Any]]:
         return [
             (key, obj) for key, obj in list(self.objects.items())
-            if key[0].plural == plural and not obj.deleted
+            if key[0].plural == plural and not obj.deleted and "metadata" in obj.raw
         ]  # fmt: skip
 
     def state(self) -> dict[str, Any]:
@@ -243,6 +243,8 @@ class Controller:
                 continue
             status = str(await asyncio.to_thread(self.runner.client.get_job_status, spec["jobId"]))
             status = status.rsplit(".", 1)[-1]
+            if obj.deleted:  # deleted while we asked Ray: a patch now would bring back a spec-less object
+                continue
             patch: dict[str, Any] = {"jobStatus": status}
             if status == "RUNNING":
                 patch.setdefault("startTime", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
