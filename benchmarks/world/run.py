@@ -98,7 +98,9 @@ def curated_feedback(data_uri: str, days: list[date]) -> dict[str, int]:
     return counts
 
 
-def measure_world(world: str, days: int, per_day: int, seed: int, workdir: Path) -> dict[str, Any]:
+def measure_world(
+    world: str, days: int, per_day: int, seed: int, workdir: Path, reward_rates: bool = True
+) -> dict[str, Any]:
     from continuous_learning import storage
     from continuous_learning.config import load_settings
     from continuous_learning.data.ingest import ingest_day
@@ -154,7 +156,7 @@ def measure_world(world: str, days: int, per_day: int, seed: int, workdir: Path)
                 ):
                     slices[name][value].append((imitation, scores[fmt]["usual"][-1]))
     feedback = curated_feedback(f"{root}/data", day_list)
-    cached, each_call = reward_rate(rows)
+    cached, each_call = reward_rate(rows) if reward_rates else (0.0, 0.0)
     return {
         "reward_scores_per_s": {"validator_cached": cached, "schema_checked_each_call": each_call},
         "world": world,

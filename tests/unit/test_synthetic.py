@@ -120,8 +120,8 @@ def test_production_world_leaves_headroom_through_the_real_ingest_and_dataset_bu
     the references on held-out prompts (the blind spots), the references themselves 1.0."""
     from benchmarks.world.run import measure_world
 
-    result = measure_world("production", 2, 400, 0, tmp_path)
-    assert result["test_prompts"] > 80
+    result = measure_world("production", 2, 300, 0, tmp_path, reward_rates=False)
+    assert result["test_prompts"] > 50
     assert result["perfect"] == {"hermes": 1.0, "llama3_json": 1.0, "mistral": 1.0}
     assert 0.4 < result["usual"]["hermes"] <= result["imitation"]["hermes"] < 0.7
     assert {"wrong_tool", "missing_call", "arguments", "none"} <= set(result["slices"]["mistake"])

@@ -401,15 +401,15 @@ def _date_phrase(rng: random.Random, today: date, earliest: int = 0) -> _Phrase:
     else:
         forms += ["in_days"]
     form = rng.choice(forms)
-    # The agent normalises ISO dates, today/tomorrow, "November 5" and "5 Nov"; "on friday" and "in 3 days"
-    # it passes as written.
+    # The agent normalises ISO dates, today/tomorrow, "November 5", "5 Nov" and "in 2 days"; "on friday" and
+    # "in 9 days" it passes as written.
     if form == "relative":
         return _Phrase("today" if offset == 0 else "tomorrow", iso, iso)
     if form == "weekday":
         word = _WEEKDAYS[target.weekday()]
         return _Phrase(f"on {word}", iso, word)
     if form == "in_days":
-        return _Phrase(f"in {offset} days", iso, f"in {offset} days")
+        return _Phrase(f"in {offset} days", iso, iso if offset <= 3 else f"in {offset} days")
     if form == "month_day":
         return _Phrase(f"on {_MONTHS[target.month - 1]} {target.day}", iso, iso)
     if form == "day_month":
@@ -487,9 +487,10 @@ def _slips(calls: list[Call], raw: dict[str, Any], **others: list[Call]) -> dict
     return slips
 
 
-def _phrasing(rng: random.Random, trap: str, plain: str) -> tuple[str, bool]:
-    """One of two phrasings of a request: the one that trips the agent (True) or the one it gets right."""
-    return (trap, True) if rng.random() < 0.3 else (plain, False)
+def _phrasing(rng: random.Random, trap: str, plain: str, share: float = 0.3) -> tuple[str, bool]:
+    """One of two phrasings of a request: the one that trips the agent (True; ``share`` of the requests)
+    or the one it gets right."""
+    return (trap, True) if rng.random() < share else (plain, False)
 
 
 def _if(condition: bool, **slips: list[Call]) -> dict[str, list[Call]]:
@@ -557,6 +558,7 @@ def _flight_and_hotel(rng: random.Random, today: date) -> _Request:
         rng,
         f"fly me from {origin} to {destination} {when.text} and find a hotel there for {nights} nights",
         f"first flights from {origin} to {destination} {when.text}, then a hotel there for {nights} nights",
+        share=0.5,  # more of the two-call requests trip it: enough missing calls to learn from
     )
     first: Call = ("search_flights", {"origin": origin, "destination": destination, "date": when.value})
     calls = [first, ("search_hotels", {"city": destination, "check_in": when.value, "nights": nights})]
@@ -610,6 +612,7 @@ def _cancel_and_refund(rng: random.Random, today: date) -> _Request:
         rng,
         f"cancel {subscription.text} from {since} and refund {amount.text} of {payment.text}",
         f"two things: cancel {subscription.text} from {since}; then refund {amount.text} of {payment.text}",
+        share=0.5,  # more of the two-call requests trip it: enough missing calls to learn from
     )
     first: Call = (
         "cancel_subscription",
@@ -660,6 +663,7 @@ def _return_and_track(rng: random.Random, today: date) -> _Request:
         rng,
         f"{broken.text} arrived damaged, please return it, and where is {other.text}?",
         f"first return {broken.text}, it arrived damaged; then tell me where {other.text} is",
+        share=0.5,  # more of the two-call requests trip it: enough missing calls to learn from
     )
     first: Call = ("return_item", {"order_id": broken.value, "reason": "damaged"})
     calls = [first, ("track_order", {"order_id": other.value})]
@@ -708,6 +712,7 @@ def _event_and_reminder(rng: random.Random, today: date) -> _Request:
         rng,
         f"put a one-hour {topic} in my calendar {when.text} at {at.text} and remind me the day before at 9am",
         f"first a one-hour {topic} {when.text} at {at.text}, then a reminder the day before at 9am",
+        share=0.5,  # more of the two-call requests trip it: enough missing calls to learn from
     )
     first: Call = (
         "create_event",
