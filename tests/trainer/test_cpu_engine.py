@@ -348,3 +348,66 @@ def test_sft_with_lora_writes_adapter_and_merged_model(
     merged = AutoModelForCausalLM.from_pretrained(out / "model")
     assert not [k for k in merged.state_dict() if "lora" in k]
     assert not rendered  # the tiny model has no chat template: the project's text format
+
+
+def test_sigterm_after_the_first_checkpoint_keeps_what_was_learned(
+    models: dict[str, Path], tmp_path: Path
+) -> None:
+    """The real entry point in its own process, checkpointing by wall time only: SIGTERM once the first
+    checkpoint is in storage; it exits 0 with a ``stopped`` result whose model is its last checkpoint."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from safetensors.torch import load_file
+
+    from tests.servers import stop_process_group
+
+    uri = write_rows(tmp_path / "ds" / "train.parquet", reference_rows(6))
+    spec = cpu_spec(tmp_path, models["plain"], uri)
+    hp = {"max_steps": 100_000, "checkpoint_every": 100_000, "checkpoint_every_seconds": 0.5}
+    spec = spec.model_copy(update={"hyperparameters": spec.hyperparameters.model_copy(update=hp)})
+    spec_uri = spec.write(f"file://{tmp_path}/spec.json")
+    out = tmp_path / "runs" / "run-1"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "continuous_learning_trainer", "train", "--spec", spec_uri],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.glob("checkpoints/checkpoint-*/trainer_state.json")):
+            assert proc.poll() is None, f"the trainer exited early ({proc.returncode})"
+            assert time.monotonic() < deadline, "no checkpoint within 120 s"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 0
+    finally:
+        stop_process_group(proc)
+    result = TrainResult.read(f"file://{out}/result.json")
+    assert result.status == "stopped" and 1 <= result.steps < 100_000
+    assert result.stop_reason == f"SIGTERM: stopped at step {result.steps}, the latest checkpoint merged"
+    assert result.model_uri == f"file://{out}/model"
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_pretrained(out / "model")
+    checkpoint = load_file(out / "checkpoints" / f"checkpoint-{result.steps}" / "model.safetensors")
+    merged = load_file(out / "model" / "model.safetensors")
+    assert checkpoint.keys() == merged.keys()
+    assert all(bool((checkpoint[k] == merged[k]).all()) for k in checkpoint)  # the step's own weights
+
+
+def test_time_limit_stops_with_a_checkpoint(models: dict[str, Path], tmp_path: Path) -> None:
+    from continuous_learning_trainer.stopping import StopRequest
+
+    uri = write_rows(tmp_path / "ds" / "train.parquet", reference_rows(6))
+    spec = cpu_spec(tmp_path, models["plain"], uri, algorithm="sft")
+    hp = {"max_steps": 100_000, "checkpoint_every": 100_000, "max_seconds": 2.0}
+    spec = spec.model_copy(update={"hyperparameters": spec.hyperparameters.model_copy(update=hp)})
+    result = cpu_engine.train(spec, stop=StopRequest(spec.hyperparameters.max_seconds))
+    out = tmp_path / "runs" / "run-1"
+    assert result.status == "stopped" and 1 <= result.steps < 100_000
+    assert (result.stop_reason or "").startswith("time limit of 2 s: stopped at step")
+    assert (out / "checkpoints" / f"checkpoint-{result.steps}" / "trainer_state.json").exists()
+    assert (out / "model" / "model.safetensors").exists()

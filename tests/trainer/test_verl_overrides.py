@@ -20,6 +20,7 @@ from continuous_learning_trainer.verl_engine.overrides import (
     PPO_ENTRY,
     REWARD_MODULE,
     SFT_ENTRY,
+    WALL_CLOCK_PPO_ENTRY,
     build_overrides,
     hydra_value,
     trainer_command,
@@ -336,3 +337,24 @@ def test_spec_rejects_unknown_verl_option(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text(json.dumps(doc))
     with pytest.raises(ContractError, match="tensor_parallel"):
         RunSpec.read(f"file://{tmp_path}/bad.json")
+
+
+@needs_verl_config
+def test_wall_clock_checkpoints_and_deadline_compose_and_pick_the_wall_clock_entry() -> None:
+    spec = run_spec(hyperparameters={"checkpoint_every_seconds": 600.0})
+    overrides = build_overrides(spec, LAYOUT, train_rows=1000, stop_at=1_800_000_000.5)
+    deadline_only = build_overrides(run_spec(), LAYOUT, train_rows=1000, stop_at=1_800_000_000.5)
+    plain = build_overrides(run_spec(), LAYOUT, train_rows=1000)
+    results = compose([overrides, deadline_only])
+    assert all(r["ok"] for r in results), results
+    values = results[0]["values"]
+    assert values["trainer.v1.trainer_mode"] == "cl_sync"
+    assert values["continuous_learning.checkpoint_every_seconds"] == 600.0
+    assert values["continuous_learning.stop_at"] == 1_800_000_000.5
+    assert values["trainer.save_freq"] == 2  # checkpoints by step as well
+    assert results[1]["values"]["continuous_learning.checkpoint_every_seconds"] is None
+    assert trainer_command(spec, overrides)[2] == WALL_CLOCK_PPO_ENTRY
+    assert trainer_command(run_spec(), deadline_only)[2] == WALL_CLOCK_PPO_ENTRY
+    # neither asked for: VeRL's own trainer and entry point, as before
+    assert not any("continuous_learning." in o or "trainer_mode" in o for o in plain)
+    assert trainer_command(run_spec(), plain)[2] == PPO_ENTRY

@@ -21,6 +21,8 @@ import yaml
 from continuous_learning import storage
 from continuous_learning.contracts import EvalSpec, TrainResult
 from continuous_learning_trainer import evaluate, verl_engine
+from continuous_learning_trainer.stopping import StopRequest
+from continuous_learning_trainer.verl_engine import launch
 from continuous_learning_trainer.verl_engine.artifacts import validate_hf_model
 from continuous_learning_trainer.verl_engine.checkpoints import (
     TRACKER,
@@ -29,6 +31,8 @@ from continuous_learning_trainer.verl_engine.checkpoints import (
     upload_checkpoint,
     write_upload_manifest,
 )
+from continuous_learning_trainer.verl_engine.launch import TrainingStopped, run_command
+from continuous_learning_trainer.verl_engine.wall_clock import write_stopped
 
 from tests.trainer.helpers import run_spec, write_dataset, write_tiny_model
 
@@ -112,16 +116,28 @@ class FakeVerl:
     (checkpoints without a callback) and the merger (with ``lora``: what VeRL's merger writes for a LoRA
     checkpoint, the base weights plus ``lora_adapter/``)."""
 
-    def __init__(self, fail_at: int | None = None, lora: bool = False) -> None:
+    def __init__(
+        self,
+        fail_at: int | None = None,
+        lora: bool = False,
+        signal_at: int | None = None,
+        wall_clock_stop_at: int | None = None,
+    ) -> None:
         self.fail_at = fail_at
         self.lora = lora
+        self.signal_at = signal_at  # a SIGTERM during this step: run_command stops VeRL
+        self.wall_clock_stop_at = wall_clock_stop_at  # the wall-clock trainer ends after this step
+        self.stop: StopRequest | None = None
         self.calls: list[list[str]] = []
         self.adapter_model: Any = None
 
-    def __call__(self, command: Sequence[str], env: Mapping[str, str]) -> None:
+    def __call__(
+        self, command: Sequence[str], env: Mapping[str, str], stop: StopRequest | None = None
+    ) -> None:
         self.calls.append(list(command))
+        self.stop = stop
         args = {k: v for k, v in (a.lstrip("+").split("=", 1) for a in command[3:] if "=" in a)}
-        if "verl.trainer.main_ppo" in command:
+        if command[2] in ("verl.trainer.main_ppo", "continuous_learning_trainer.verl_engine.main_ppo"):
             self.train(args, env, callback=True)
         elif "verl.trainer.sft_trainer_ray" in command:
             self.train(args, env, callback=False)
@@ -155,12 +171,23 @@ class FakeVerl:
                 fh.write(json.dumps({"step": step, "data": data}) + "\n")
             if step == self.fail_at:
                 raise RuntimeError("node lost")
+            if step == self.signal_at and self.stop is not None:
+                self.stop.request("SIGTERM")  # what the entry point's handler does
+                raise TrainingStopped("SIGTERM")  # what run_command raises once VeRL is stopped
             if step % every == 0 or step == total:
                 step_dir = fake_step(ckpt, step, actor=callback)
                 if callback:
                     UploadCheckpointCallback().on_save(
                         trainer=None, global_step=step, checkpoint_dir=str(step_dir)
                     )
+            if step == self.wall_clock_stop_at:
+                if step % every:  # the wall-clock trainer saves the step VeRL would not
+                    step_dir = fake_step(ckpt, step, actor=callback)
+                    UploadCheckpointCallback().on_save(
+                        trainer=None, global_step=step, checkpoint_dir=str(step_dir)
+                    )
+                write_stopped(ckpt, "time limit: step ended 40 s before the deadline", step)
+                return
 
 
 def prepare(tmp_path: Path, with_tools: bool = True) -> None:
@@ -231,6 +258,91 @@ def test_train_without_tools_uses_single_turn(tmp_path: Path) -> None:
     assert "trainer.resume_mode=disable" in runner.calls[0]
 
 
+def test_sigterm_mid_run_merges_the_latest_checkpoint(tmp_path: Path) -> None:
+    """A SIGTERM during step 3 (checkpoints every 2): step 2 is merged, uploaded and recorded as stopped."""
+    prepare(tmp_path)
+    spec = run_spec(tmp_path, verl={"work_dir": str(tmp_path / "w")})
+    runner = FakeVerl(signal_at=3)
+    result = verl_engine.train(spec, runner=runner, stop=StopRequest())
+    assert result.status == "stopped" and result.steps == 2
+    assert result.stop_reason == "SIGTERM: stopped at step 2, the latest checkpoint merged"
+    assert result.model_uri == f"{spec.output_uri}/model" and result.error is None
+    assert TrainResult.read(f"{spec.output_uri}/result.json") == result
+    merge = runner.calls[-1]
+    assert merge[merge.index("--local_dir") + 1].endswith("global_step_2/actor")
+    validate_hf_model(tmp_path / "runs" / "run-1" / "model")
+    assert (tmp_path / "runs" / "run-1" / "checkpoints" / TRACKER).read_text() == "2"
+    assert [h["step"] for h in result.history] == [1.0, 2.0, 3.0]
+
+
+class KilledDuringMerge(FakeVerl):
+    def merge(self, local_dir: Path, target: Path) -> None:
+        raise KeyboardInterrupt  # stands for the SIGKILL that follows a Ray job stop: nothing after it runs
+
+
+def test_a_kill_during_the_merge_leaves_a_stopped_record_and_a_resumable_checkpoint(tmp_path: Path) -> None:
+    prepare(tmp_path)
+    spec = run_spec(tmp_path, verl={"work_dir": str(tmp_path / "w")})
+    with pytest.raises(KeyboardInterrupt):
+        verl_engine.train(spec, runner=KilledDuringMerge(signal_at=3), stop=StopRequest())
+    record = TrainResult.read(f"{spec.output_uri}/result.json")
+    assert record.status == "stopped" and record.model_uri is None and record.steps == 2
+    assert record.stop_reason == (
+        "SIGTERM: stopped at step 2; merging its checkpoint (resumable from checkpoints/)"
+    )
+    spec = run_spec(tmp_path, verl={"work_dir": str(tmp_path / "elsewhere")})
+    resumed = verl_engine.train(spec, runner=FakeVerl())
+    assert resumed.status == "succeeded" and resumed.steps == 4
+    assert [h["step"] for h in resumed.history] == [3.0, 4.0]
+
+
+def test_stop_before_the_first_checkpoint_records_that_nothing_was_merged(tmp_path: Path) -> None:
+    prepare(tmp_path)
+    spec = run_spec(tmp_path, verl={"work_dir": str(tmp_path / "w")})
+    result = verl_engine.train(spec, runner=FakeVerl(signal_at=1), stop=StopRequest())
+    assert result.status == "stopped" and result.model_uri is None and result.steps == 0
+    assert "before the first checkpoint" in (result.stop_reason or "")
+    assert TrainResult.read(f"{spec.output_uri}/result.json").status == "stopped"
+
+
+def test_wall_clock_trainer_ending_before_the_deadline_is_a_stopped_run(tmp_path: Path) -> None:
+    """VeRL exits normally after step 3 with its note: step 3 (saved by the wall-clock trainer) is merged."""
+    prepare(tmp_path)
+    spec = run_spec(tmp_path, verl={"work_dir": str(tmp_path / "w")})
+    runner = FakeVerl(wall_clock_stop_at=3)
+    result = verl_engine.train(spec, runner=runner, stop=StopRequest(max_seconds=3600))
+    assert result.status == "stopped" and result.steps == 3
+    assert (result.stop_reason or "").startswith("time limit: step ended 40 s before the deadline")
+    assert "trainer.v1.trainer_mode=cl_sync" in runner.calls[0]
+    assert runner.calls[0][2] == "continuous_learning_trainer.verl_engine.main_ppo"
+    assert not (tmp_path / "w" / "run-1" / "checkpoints" / "_cl_stopped.json").exists()
+    # the next attempt resumes from step 3 and finishes
+    finished = verl_engine.train(spec, runner=FakeVerl())
+    assert finished.status == "succeeded" and finished.steps == 4
+
+
+def test_run_command_stops_a_real_process_on_request_and_at_the_time_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+    import time
+
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    stop = StopRequest()
+    threading.Timer(0.3, stop.request, args=("SIGTERM",)).start()
+    began = time.monotonic()
+    with pytest.raises(TrainingStopped, match="SIGTERM"):
+        run_command(sleeper, {}, stop)
+    assert time.monotonic() - began < 10
+    monkeypatch.setattr(launch, "HARD_STOP_AFTER_S", 0.2)
+    with pytest.raises(TrainingStopped, match=r"time limit of 0\.2 s"):
+        run_command(sleeper, {}, StopRequest(max_seconds=0.2))
+    assert time.monotonic() - began < 20
+    run_command([sys.executable, "-c", "pass"], {}, StopRequest(max_seconds=60))  # finishes in time
+    with pytest.raises(Exception, match="returned non-zero exit status 3"):
+        run_command([sys.executable, "-c", "raise SystemExit(3)"], {}, StopRequest())
+
+
 def test_main_dispatches_verl_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from continuous_learning_trainer.__main__ import main
 
@@ -239,7 +351,7 @@ def test_main_dispatches_verl_engine(tmp_path: Path, monkeypatch: pytest.MonkeyP
     uri = spec.write(f"file://{tmp_path}/spec.json")
     seen = {}
 
-    def fake_train(s: object) -> TrainResult:
+    def fake_train(s: object, **kwargs: object) -> TrainResult:
         seen["spec"] = s
         raise SystemExit(0)
 

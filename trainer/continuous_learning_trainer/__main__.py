@@ -1,4 +1,9 @@
-"""``python -m continuous_learning_trainer {train,import-model,bootstrap,evaluate} --spec URI``."""
+"""``python -m continuous_learning_trainer {train,import-model,bootstrap,evaluate} --spec URI``.
+
+``train`` stops cleanly on SIGTERM/SIGINT or at its time limit (``--max-seconds``, else the spec's
+``hyperparameters.max_seconds``): the engine merges the latest checkpoint and writes a ``stopped``
+TrainResult (:mod:`continuous_learning_trainer.stopping`); the exit status is 0, as for a finished run.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="continuous_learning_trainer")
     parser.add_argument("command", choices=["train", "import-model", "bootstrap", "evaluate"])
     parser.add_argument("--spec", required=True, help="URI of the spec document (file:// or s3://)")
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        help="train: stop after this much wall time, keeping the latest checkpoint (default: the spec's)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "import-model":
@@ -24,15 +35,21 @@ def main(argv: list[str] | None = None) -> int:
         uri = bootstrap(BootstrapSpec.read(args.spec))
         print(json.dumps({"model_uri": uri}))
     elif args.command == "train":
+        from continuous_learning_trainer.stopping import StopRequest
+
         spec = RunSpec.read(args.spec)
-        if spec.engine == "verl":
-            from continuous_learning_trainer import verl_engine
+        stop = StopRequest(args.max_seconds or spec.hyperparameters.max_seconds).install()
+        try:
+            if spec.engine == "verl":
+                from continuous_learning_trainer import verl_engine
 
-            result = verl_engine.train(spec)
-        else:
-            from continuous_learning_trainer.cpu_engine import train
+                result = verl_engine.train(spec, stop=stop)
+            else:
+                from continuous_learning_trainer.cpu_engine import train
 
-            result = train(spec)
+                result = train(spec, stop=stop)
+        finally:
+            stop.uninstall()
         print(result.model_dump_json())
     else:
         from continuous_learning_trainer.evaluate import run_evaluation

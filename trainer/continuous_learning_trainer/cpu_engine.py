@@ -39,6 +39,7 @@ from continuous_learning_trainer.prompts import (
     stop_token_ids,
 )
 from continuous_learning_trainer.rewards import format_reference
+from continuous_learning_trainer.stopping import StopRequest
 
 log = logging.getLogger(__name__)
 
@@ -135,14 +136,17 @@ def bootstrap(spec: BootstrapSpec) -> str:
     return uri
 
 
-def train(spec: RunSpec) -> TrainResult:
+def train(spec: RunSpec, stop: StopRequest | None = None) -> TrainResult:
     """A candidate from the base model on the spec's train split: GRPO updates (TRL), or SFT on the
     references (``algorithm: sft``, :mod:`continuous_learning_trainer.sft`); full fine-tuning or LoRA.
-    Writes ``model/`` (and ``adapter/`` with LoRA), ``checkpoints/`` and ``result.json``."""
+    Writes ``model/`` (and ``adapter/`` with LoRA), ``checkpoints/`` and ``result.json``.
+
+    Checkpoints every ``checkpoint_every`` steps and ``checkpoint_every_seconds``; when ``stop`` says so
+    (a signal, ``max_seconds``) training ends at the step's checkpoint and the result is ``stopped``."""
     if spec.algorithm == "sft":
         from continuous_learning_trainer.sft import train_sft
 
-        return train_sft(spec)
+        return train_sft(spec, stop)
     if spec.algorithm != "grpo":
         log.warning("the CPU engine has no %s: running GRPO (use engine verl for PPO)", spec.algorithm)
     import torch
@@ -150,6 +154,7 @@ def train(spec: RunSpec) -> TrainResult:
     from trl import GRPOConfig, GRPOTrainer
 
     started = datetime.now(UTC)
+    stop = stop or StopRequest(spec.hyperparameters.max_seconds)
     torch.set_num_threads(spec.resources.cpu_threads)
     hp = spec.hyperparameters
     raw = load_rows(spec.dataset.train_uri)
@@ -182,6 +187,7 @@ def train(spec: RunSpec) -> TrainResult:
             disable_tqdm=True,
             lr_scheduler_type="constant",
         )
+        stopper = trl_run.stop_callback(stop, hp.checkpoint_every_seconds)
         reward = make_reward_function(
             spec.reward,
             spec.reward_weights,
@@ -195,7 +201,7 @@ def train(spec: RunSpec) -> TrainResult:
             args=config,
             train_dataset=dataset,
             processing_class=tokenizer,
-            callbacks=[trl_run.checkpoint_uploader(output_dir, spec.output_uri)],
+            callbacks=[trl_run.checkpoint_uploader(output_dir, spec.output_uri), stopper],
             peft_config=trl_run.lora_config(spec.lora),
         )
         trainer.train(resume_from_checkpoint=trl_run.resume_checkpoint(spec, output_dir))
@@ -208,4 +214,6 @@ def train(spec: RunSpec) -> TrainResult:
             "loss_last": history[-1].get("loss", 0.0) if history else 0.0,
             "train_rows": float(len(rows)),
         }
-        return trl_run.finish(spec, trainer, tokenizer, Path(tmp), metrics, history, started)
+        return trl_run.finish(
+            spec, trainer, tokenizer, Path(tmp), metrics, history, started, stopper.stop_reason
+        )

@@ -27,6 +27,7 @@ from continuous_learning.contracts import ImitationOptions, RunSpec, ToolCallFor
 
 from continuous_learning_trainer import prompts, reward_function, trl_run
 from continuous_learning_trainer.evaluate import generate_greedy
+from continuous_learning_trainer.stopping import StopRequest
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ def sample_reward(spec: RunSpec, model: Any, tokenizer: Any, rows: list[dict[str
     return sum(scores) / len(scores)
 
 
-def train_sft(spec: RunSpec) -> TrainResult:
+def train_sft(spec: RunSpec, stop: StopRequest | None = None) -> TrainResult:
     """An SFT candidate: the base model fine-tuned on the train split's references.
 
     Metrics: ``loss_first``/``loss_last`` (training loss of the first and last logged step, on the
@@ -154,6 +155,7 @@ def train_sft(spec: RunSpec) -> TrainResult:
     from trl import SFTTrainer
 
     started = datetime.now(UTC)
+    stop = stop or StopRequest(spec.hyperparameters.max_seconds)
     torch.set_num_threads(spec.resources.cpu_threads)
     hp = spec.hyperparameters
     rows = [r for r in prompts.load_rows(spec.dataset.train_uri) if r["reference_source"] in SFT_SOURCES]
@@ -180,12 +182,13 @@ def train_sft(spec: RunSpec) -> TrainResult:
             save_steps=hp.checkpoint_every,
             save_total_limit=2,
         )
+        stopper = trl_run.stop_callback(stop, hp.checkpoint_every_seconds)
         trainer = SFTTrainer(
             model=model,
             args=config,
             train_dataset=Dataset.from_list(examples),
             processing_class=tokenizer,
-            callbacks=[trl_run.checkpoint_uploader(output_dir, spec.output_uri)],
+            callbacks=[trl_run.checkpoint_uploader(output_dir, spec.output_uri), stopper],
             peft_config=trl_run.lora_config(spec.lora),
         )
         trainer.train(resume_from_checkpoint=trl_run.resume_checkpoint(spec, output_dir))
@@ -200,7 +203,9 @@ def train_sft(spec: RunSpec) -> TrainResult:
             "reward_last": reward_last,
             "reward_samples": float(len(probe)),
         }
-        return trl_run.finish(spec, trainer, tokenizer, Path(tmp), metrics, history, started)
+        return trl_run.finish(
+            spec, trainer, tokenizer, Path(tmp), metrics, history, started, stopper.stop_reason
+        )
 
 
 def imitation_examples(

@@ -6,6 +6,7 @@ run's end: the servable model, the adapter and ``result.json``.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from continuous_learning import storage
 from continuous_learning.contracts import LoraOptions, RunSpec, TrainResult
 
 from continuous_learning_trainer.prompts import prepare_tokenizer
+from continuous_learning_trainer.stopping import CheckpointClock, StopRequest, stop_reason
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,38 @@ def checkpoint_uploader(output_dir: Path, output_uri: str) -> Any:
     return UploadCheckpoint()
 
 
+def stop_callback(stop: StopRequest, every_seconds: float | None) -> Any:
+    """A TrainerCallback that checkpoints by wall time (``every_seconds`` since the last save) as well
+    as by step, and ends training with a checkpoint when ``stop`` says so (a signal, or the time limit
+    would pass during the next step); ``stop_reason`` is then set for the run's result."""
+    from transformers import TrainerCallback
+
+    clock = CheckpointClock(every_seconds)
+
+    class StopAndCheckpoint(TrainerCallback):  # type: ignore[misc]
+        stop_reason: str | None = None
+        _step_started = 0.0
+        _longest_step = 0.0
+
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self._step_started = time.monotonic()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self._longest_step = max(self._longest_step, time.monotonic() - self._step_started)
+            if clock.due():
+                control.should_save = True
+            reason = stop.should_stop(self._longest_step)
+            if reason and state.global_step < state.max_steps and self.stop_reason is None:
+                control.should_save = True
+                control.should_training_stop = True
+                self.stop_reason = stop_reason(reason, state.global_step)
+
+        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            clock.saved()
+
+    return StopAndCheckpoint()
+
+
 def resume_checkpoint(spec: RunSpec, output_dir: Path) -> str | None:
     """The local copy of the run's latest uploaded checkpoint when ``spec.resume`` (else None)."""
     latest = latest_checkpoint(spec.output_uri) if spec.resume else None
@@ -135,9 +169,11 @@ def finish(
     metrics: dict[str, float],
     history: list[dict[str, float]],
     started_at: datetime,
+    stopped: str | None = None,
 ) -> TrainResult:
     """The run's end: the trained model uploaded (:func:`save_trained`) and its TrainResult, at the step
-    TRL reached, written to ``<output_uri>/result.json``."""
+    TRL reached, written to ``<output_uri>/result.json``; ``stopped`` (the stop callback's reason): the
+    run ended early, its status is ``stopped``."""
     model_uri, adapter_uri = save_trained(trainer.model, tokenizer, spec.output_uri, work)
     result = TrainResult.succeeded(
         spec,
@@ -148,6 +184,7 @@ def finish(
         history=history,
         versions=versions(),
         started_at=started_at,
+        stop_reason=stopped,
     )
     result.write(storage.join(spec.output_uri, "result.json"))
     return result

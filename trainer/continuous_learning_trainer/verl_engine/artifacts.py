@@ -7,7 +7,14 @@ import logging
 import math
 import shutil
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+
+from continuous_learning import storage
+from continuous_learning.contracts import RunSpec
+
+from continuous_learning_trainer.verl_engine.launch import CommandRunner
+from continuous_learning_trainer.verl_engine.layout import Layout
 
 log = logging.getLogger(__name__)
 
@@ -104,3 +111,29 @@ def validate_hf_model(model_dir: Path, base_model: Path | None = None) -> dict[s
                 tensors += 1
                 parameters += math.prod(fh.get_slice(key).get_shape())
     return {"model_tensors": float(tensors), "model_parameters": float(parameters)}
+
+
+def publish_checkpoint(
+    spec: RunSpec, layout: Layout, step: int, runner: CommandRunner, env: Mapping[str, str]
+) -> tuple[str, str | None, dict[str, float]]:
+    """Merge checkpoint ``global_step_<step>`` (LoRA: the adapter into the base weights too), validate
+    it and upload it to ``<output_uri>/model`` (and ``adapter/``): (model URI, adapter URI, metrics)."""
+    if layout.merged.exists():
+        shutil.rmtree(layout.merged)
+    step_dir = layout.checkpoints / f"global_step_{step}"
+    sharded = step_dir if spec.algorithm == "sft" else step_dir / "actor"
+    runner(merge_command(sharded, layout.merged), env, None)
+    model_dir, adapter_dir = layout.merged, None
+    if spec.lora.enabled:
+        adapter_dir = merge_lora_adapter(layout.merged, layout.lora_merged)
+        model_dir = layout.lora_merged
+    model_metrics = validate_hf_model(model_dir, layout.base_model)
+    model_uri = storage.join(spec.output_uri, "model")
+    storage.store_for(model_uri).delete_prefix(model_uri + "/")
+    storage.upload_dir(model_dir, model_uri)
+    adapter_uri = None
+    if adapter_dir is not None:
+        adapter_uri = storage.join(spec.output_uri, "adapter")
+        storage.store_for(adapter_uri).delete_prefix(adapter_uri + "/")
+        storage.upload_dir(adapter_dir, adapter_uri)
+    return model_uri, adapter_uri, model_metrics

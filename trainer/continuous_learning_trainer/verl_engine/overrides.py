@@ -16,6 +16,7 @@ from continuous_learning.contracts import RunSpec
 
 from continuous_learning_trainer.verl_engine.layout import Layout
 from continuous_learning_trainer.verl_engine.profiles import profile_for, profile_overrides
+from continuous_learning_trainer.verl_engine.wall_clock import CONFIG_KEY, TRAINER_MODE
 from continuous_learning_trainer.verl_plugins import MODULE as PLUGINS_MODULE
 from continuous_learning_trainer.verl_plugins import SFT_DATASET, TOOL_AGENT
 
@@ -23,6 +24,9 @@ from continuous_learning_trainer.verl_plugins import SFT_DATASET, TOOL_AGENT
 REWARD_MODULE = "pkg://continuous_learning_trainer.reward_function"
 REWARD_FUNCTION = "compute_score"
 PPO_ENTRY = "verl.trainer.main_ppo"
+#: main_ppo with the wall-clock trainer registered (:mod:`.main_ppo`): runs with wall-time checkpoints or a
+#: time limit use it.
+WALL_CLOCK_PPO_ENTRY = "continuous_learning_trainer.verl_engine.main_ppo"
 SFT_ENTRY = "verl.trainer.sft_trainer_ray"
 
 #: VeRL ``trainer.checkpoint_callback_class``: uploads every checkpoint main_ppo saves.
@@ -100,17 +104,7 @@ def validate_for_verl(spec: RunSpec, train_rows: int | None = None) -> None:
                 f"prompts_per_step={hp.prompts_per_step} must be a multiple of the GPU count {world} "
                 "(VeRL's SFT trainer splits each batch evenly across data-parallel ranks)"
             )
-        longest = opts.max_prompt_length + hp.max_completion_tokens
-        if opts.max_tokens_per_gpu is not None and opts.max_tokens_per_gpu < longest:
-            raise ValueError(
-                f"verl.max_tokens_per_gpu={opts.max_tokens_per_gpu} cannot hold one example of "
-                f"verl.max_prompt_length + max_completion_tokens = {longest} tokens"
-            )
-        if train_rows is not None and train_rows < hp.prompts_per_step:
-            raise ValueError(
-                f"the train split has {train_rows} references (corrections, positively rated answers), "
-                f"fewer than prompts_per_step={hp.prompts_per_step}"
-            )
+        _check_sizes(spec, train_rows, "example", "references (corrections, positively rated answers)")
         return
     tp = opts.rollout_tensor_parallel_size
     if res.n_gpus_per_node % tp:
@@ -124,20 +118,26 @@ def validate_for_verl(spec: RunSpec, train_rows: int | None = None) -> None:
             "(VeRL splits each mini-batch evenly across data-parallel ranks)"
         )
     dynamic = profile_for(spec) != "verl-defaults"
-    longest = opts.max_prompt_length + hp.max_completion_tokens
-    if dynamic and opts.max_tokens_per_gpu is not None and opts.max_tokens_per_gpu < longest:
-        raise ValueError(
-            f"verl.max_tokens_per_gpu={opts.max_tokens_per_gpu} cannot hold one sequence of "
-            f"verl.max_prompt_length + max_completion_tokens = {longest} tokens"
-        )
     if not dynamic and (samples // world) % opts.micro_batch_size_per_gpu:
         raise ValueError(
             f"samples per GPU per step ({samples // world}) must be a multiple of "
             f"verl.micro_batch_size_per_gpu={opts.micro_batch_size_per_gpu}"
         )
+    _check_sizes(spec, train_rows, "sequence" if dynamic else None, "rows")
+
+
+def _check_sizes(spec: RunSpec, train_rows: int | None, example: str | None, rows: str) -> None:
+    """The token budget holds one ``example`` (None: no budget applies), the split has a step's rows."""
+    hp, opts = spec.hyperparameters, spec.verl
+    longest = opts.max_prompt_length + hp.max_completion_tokens
+    if example and opts.max_tokens_per_gpu is not None and opts.max_tokens_per_gpu < longest:
+        raise ValueError(
+            f"verl.max_tokens_per_gpu={opts.max_tokens_per_gpu} cannot hold one {example} of "
+            f"verl.max_prompt_length + max_completion_tokens = {longest} tokens"
+        )
     if train_rows is not None and train_rows < hp.prompts_per_step:
         raise ValueError(
-            f"the train split has {train_rows} rows, fewer than prompts_per_step={hp.prompts_per_step}"
+            f"the train split has {train_rows} {rows}, fewer than prompts_per_step={hp.prompts_per_step}"
         )
 
 
@@ -165,6 +165,19 @@ def total_epochs(spec: RunSpec, train_rows: int | None) -> int:
     return max(math.ceil(spec.hyperparameters.max_steps / steps_per_epoch), 1)
 
 
+def trainer_steps(spec: RunSpec, train_rows: int | None) -> list[tuple[str, Any]]:
+    """The ``trainer.*`` items both trainers share: resources, steps, checkpoints by step, no validation."""
+    res, hp = spec.resources, spec.hyperparameters
+    return [
+        ("trainer.nnodes", res.nnodes),
+        ("trainer.n_gpus_per_node", res.n_gpus_per_node),
+        ("trainer.total_training_steps", hp.max_steps),
+        ("trainer.total_epochs", total_epochs(spec, train_rows)),
+        ("trainer.save_freq", hp.checkpoint_every),
+        ("trainer.test_freq", -1),
+    ]
+
+
 def build_overrides(
     spec: RunSpec,
     layout: Layout,
@@ -172,10 +185,12 @@ def build_overrides(
     has_tools: bool = False,
     train_rows: int | None = None,
     model_config: Mapping[str, Any] | None = None,
+    stop_at: float | None = None,
 ) -> list[str]:
     """The Hydra overrides of the spec's VeRL run, from the spec alone: ``verl.trainer.main_ppo`` (config
     ``ppo_trainer``) for GRPO/PPO, ``verl.trainer.sft_trainer_ray`` (``sft_trainer_engine``) for SFT
-    (:func:`build_sft_overrides`; ``train_rows`` then counts the references).
+    (:func:`build_sft_overrides`; ``train_rows`` then counts the references). ``stop_at``: the run's
+    wall-clock deadline (:func:`wall_clock_overrides`).
 
     A ``+`` prefix adds a key VeRL's config does not declare (Hydra refuses ``+`` on existing keys and
     plain overrides on missing ones); tests compose VeRL 0.9.1's configs with these to prove each exists.
@@ -230,12 +245,7 @@ def build_overrides(
         ("reward.custom_reward_function.name", REWARD_FUNCTION),
         ("+reward.custom_reward_function.reward_kwargs", reward_kwargs(spec)),
         # trainer: resources, steps, checkpoints, logging
-        ("trainer.nnodes", res.nnodes),
-        ("trainer.n_gpus_per_node", res.n_gpus_per_node),
-        ("trainer.total_training_steps", hp.max_steps),
-        ("trainer.total_epochs", total_epochs(spec, train_rows)),
-        ("trainer.save_freq", hp.checkpoint_every),
-        ("trainer.test_freq", -1),
+        *trainer_steps(spec, train_rows),
         ("trainer.val_before_train", False),
         ("trainer.resume_mode", "auto" if spec.resume else "disable"),
         ("trainer.default_local_dir", str(layout.checkpoints)),
@@ -288,7 +298,22 @@ def build_overrides(
             ("actor_rollout_ref.rollout.layered_summon", True),
         ]
     items += profile_overrides(spec, model_config)
+    items += wall_clock_overrides(spec, stop_at)
     return [f"{key}={hydra_value(value)}" for key, value in items] + list(opts.extra_overrides)
+
+
+def wall_clock_overrides(spec: RunSpec, stop_at: float | None) -> list[tuple[str, Any]]:
+    """Checkpoints by wall time (``checkpoint_every_seconds``) and a clean stop before ``stop_at``: the
+    sync V1 trainer with :class:`~continuous_learning_trainer.verl_engine.wall_clock.WallClockSteps`
+    (empty when the spec asks for neither: VeRL's own trainer then)."""
+    every = spec.hyperparameters.checkpoint_every_seconds
+    if not every and stop_at is None:
+        return []
+    return [
+        ("trainer.v1.trainer_mode", TRAINER_MODE),
+        (f"+{CONFIG_KEY}.checkpoint_every_seconds", every),
+        (f"+{CONFIG_KEY}.stop_at", stop_at),
+    ]
 
 
 def lora_overrides(spec: RunSpec, model_key: str) -> list[tuple[str, Any]]:
@@ -312,7 +337,7 @@ def build_sft_overrides(spec: RunSpec, layout: Layout, *, train_rows: int | None
     LoRA as for GRPO.
     """
     validate_for_verl(spec, train_rows)
-    hp, res, opts = spec.hyperparameters, spec.resources, spec.verl
+    hp, opts = spec.hyperparameters, spec.verl
     max_length = opts.max_prompt_length + hp.max_completion_tokens
     items: list[tuple[str, Any]] = [
         # data: the references as conversations
@@ -335,12 +360,7 @@ def build_sft_overrides(spec: RunSpec, layout: Layout, *, train_rows: int | None
         ("+model.override_config.attn_implementation", opts.attn_implementation),
         ("optim.lr", hp.learning_rate),
         # trainer: resources, steps, checkpoints, logging
-        ("trainer.nnodes", res.nnodes),
-        ("trainer.n_gpus_per_node", res.n_gpus_per_node),
-        ("trainer.total_training_steps", hp.max_steps),
-        ("trainer.total_epochs", total_epochs(spec, train_rows)),
-        ("trainer.save_freq", hp.checkpoint_every),
-        ("trainer.test_freq", -1),
+        *trainer_steps(spec, train_rows),
         ("trainer.seed", hp.seed),
         ("trainer.resume_mode", "auto" if spec.resume else "disable"),
         ("trainer.default_local_dir", str(layout.checkpoints)),
@@ -356,5 +376,6 @@ def build_sft_overrides(spec: RunSpec, layout: Layout, *, train_rows: int | None
 
 def trainer_command(spec: RunSpec, overrides: Sequence[str]) -> list[str]:
     """The command line of the spec's VeRL run."""
-    entry = SFT_ENTRY if spec.algorithm == "sft" else PPO_ENTRY
+    wall_clock = f"trainer.v1.trainer_mode={TRAINER_MODE}" in overrides
+    entry = SFT_ENTRY if spec.algorithm == "sft" else WALL_CLOCK_PPO_ENTRY if wall_clock else PPO_ENTRY
     return [sys.executable, "-m", entry, *overrides]

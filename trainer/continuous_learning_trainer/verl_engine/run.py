@@ -8,21 +8,16 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from continuous_learning import storage
 from continuous_learning.contracts import RunSpec, TrainResult
 
-from continuous_learning_trainer.verl_engine.artifacts import (
-    merge_command,
-    merge_lora_adapter,
-    validate_hf_model,
-)
+from continuous_learning_trainer.stopping import StopRequest, stop_reason
+from continuous_learning_trainer.verl_engine.artifacts import publish_checkpoint
 from continuous_learning_trainer.verl_engine.checkpoints import (
     latest_local_step,
     restore_checkpoint,
@@ -36,6 +31,7 @@ from continuous_learning_trainer.verl_engine.data import (
     write_agent_loop_config,
     write_tool_config,
 )
+from continuous_learning_trainer.verl_engine.launch import CommandRunner, TrainingStopped, run_command
 from continuous_learning_trainer.verl_engine.layout import Layout
 from continuous_learning_trainer.verl_engine.overrides import (
     WORKER_ENV,
@@ -44,13 +40,11 @@ from continuous_learning_trainer.verl_engine.overrides import (
     validate_for_verl,
 )
 from continuous_learning_trainer.verl_engine.profiles import model_parameters, profile_for
+from continuous_learning_trainer.verl_engine.wall_clock import read_stopped
 
 log = logging.getLogger(__name__)
 
 IMAGE_DIGEST_ENV = "CL_IMAGE_DIGEST"
-
-
-CommandRunner = Callable[[Sequence[str], Mapping[str, str]], None]
 
 
 def read_history(metrics_file: Path, *earlier: Path) -> list[dict[str, float]]:
@@ -112,17 +106,18 @@ def versions() -> dict[str, str]:
     return found
 
 
-def run_command(command: Sequence[str], env: Mapping[str, str]) -> None:
-    log.info("running: %s", " ".join(command))
-    subprocess.run(list(command), env=dict(env), check=True)
-
-
 # --------------------------------------------------------------------------- the run
 
 
-def train(spec: RunSpec, *, runner: CommandRunner = run_command) -> TrainResult:
-    """Run the spec with VeRL; on failure write a ``failed`` TrainResult, then raise."""
+def train(
+    spec: RunSpec, *, runner: CommandRunner = run_command, stop: StopRequest | None = None
+) -> TrainResult:
+    """Run the spec with VeRL; on failure write a ``failed`` TrainResult, then raise.
+
+    ``stop`` (a signal, the time limit; default: ``hyperparameters.max_seconds`` from now) ends VeRL early:
+    the latest checkpoint is then merged and the result is ``stopped``."""
     started = datetime.now(UTC)
+    stop = stop or StopRequest(spec.hyperparameters.max_seconds)
     validate_for_verl(spec)
     work_root = spec.verl.work_dir or os.environ.get("CL_WORK_DIR")
     tmp = None
@@ -131,29 +126,62 @@ def train(spec: RunSpec, *, runner: CommandRunner = run_command) -> TrainResult:
     else:
         tmp = tempfile.mkdtemp(prefix="cl-verl-")
         layout = Layout(Path(tmp))
-    result_uri = storage.join(spec.output_uri, "result.json")
     try:
-        result = _train(spec, layout, runner, started)
+        result = _train(spec, layout, runner, stop, started)
     except Exception as exc:
-        TrainResult(
-            run_id=spec.run_id,
-            status="failed",
-            model_uri=None,
-            base_model_version=spec.base_model_version,
-            dataset_id=spec.dataset.dataset_id,
-            steps=0,
-            metrics={},
-            history=read_history(layout.metrics, layout.earlier_metrics),
-            versions=versions(),
-            started_at=started,
-            finished_at=datetime.now(UTC),
-            error=f"{type(exc).__name__}: {exc}"[:2000],
-        ).write(result_uri)
+        _without_model(spec, layout, started, "failed", error=f"{type(exc).__name__}: {exc}"[:2000]).write(
+            result_uri(spec)
+        )
         raise
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
     return result
+
+
+def result_uri(spec: RunSpec) -> str:
+    return storage.join(spec.output_uri, "result.json")
+
+
+def _without_model(
+    spec: RunSpec,
+    layout: Layout,
+    started: datetime,
+    status: Literal["stopped", "failed"],
+    *,
+    steps: int = 0,
+    error: str | None = None,
+    stop_reason: str | None = None,
+) -> TrainResult:
+    """The result of a run that has no merged model (yet): failed, or stopped before its merge."""
+    return TrainResult(
+        run_id=spec.run_id,
+        status=status,
+        model_uri=None,
+        base_model_version=spec.base_model_version,
+        dataset_id=spec.dataset.dataset_id,
+        steps=steps,
+        metrics={},
+        history=read_history(layout.metrics, layout.earlier_metrics),
+        versions=versions(),
+        started_at=started,
+        finished_at=datetime.now(UTC),
+        error=error,
+        stop_reason=stop_reason,
+    )
+
+
+def _record_stop(spec: RunSpec, layout: Layout, started: datetime, reason: str) -> None:
+    """A stopped run's result before its merge: a kill during the merge leaves this, and the checkpoint
+    resumable; the merged result replaces it."""
+    step = latest_local_step(layout.checkpoints)
+    if step is None:
+        note = f"{reason}: stopped before the first checkpoint, nothing to merge"
+    else:
+        note = f"{reason}: stopped at step {step}; merging its checkpoint (resumable from checkpoints/)"
+    _without_model(spec, layout, started, "stopped", steps=step or 0, stop_reason=note).write(
+        result_uri(spec)
+    )
 
 
 def _prepare_data(spec: RunSpec, layout: Layout, tokenizer: Any) -> tuple[int, bool, dict[str, int]]:
@@ -189,7 +217,9 @@ def _prepare_data(spec: RunSpec, layout: Layout, tokenizer: Any) -> tuple[int, b
     return train.rows, bool(registry), train.skipped
 
 
-def _train(spec: RunSpec, layout: Layout, runner: CommandRunner, started: datetime) -> TrainResult:
+def _train(
+    spec: RunSpec, layout: Layout, runner: CommandRunner, stop: StopRequest, started: datetime
+) -> TrainResult:
     layout.root.mkdir(parents=True, exist_ok=True)
     if not (layout.base_model / "config.json").exists():
         storage.download_dir(spec.base_model_uri.rstrip("/") + "/", layout.base_model)
@@ -199,6 +229,7 @@ def _train(spec: RunSpec, layout: Layout, runner: CommandRunner, started: dateti
     if spec.resume:
         restore_checkpoint(checkpoints_uri, layout.checkpoints)
     write_upload_manifest(layout.checkpoints, checkpoints_uri, keep)
+    read_stopped(layout.checkpoints)  # an earlier attempt's note says nothing about this one
     model_config = json.loads((layout.base_model / "config.json").read_text())
     parameters = model_parameters(model_config)
     log.info(
@@ -208,41 +239,42 @@ def _train(spec: RunSpec, layout: Layout, runner: CommandRunner, started: dateti
         f"{parameters:,}" if parameters else "?",
     )
     overrides = build_overrides(
-        spec, layout, has_tools=has_tools, train_rows=train_rows, model_config=model_config
+        spec,
+        layout,
+        has_tools=has_tools,
+        train_rows=train_rows,
+        model_config=model_config,
+        stop_at=stop.stop_at,
     )
     env = {**os.environ, **WORKER_ENV, "VERL_FILE_LOGGER_PATH": str(layout.metrics), "PYTHONUNBUFFERED": "1"}
     env.setdefault("RAY_ADDRESS", "auto")  # the cluster this job runs in; never start a new one
     keep_earlier_metrics(layout)
-    sft = spec.algorithm == "sft"
+    stopped: str | None = None
     try:
-        runner(trainer_command(spec, overrides), env)
+        runner(trainer_command(spec, overrides), env, stop)
+    except TrainingStopped as exc:
+        stopped = exc.reason
+        # recorded first: Ray's job stop sends SIGKILL 3 s after its SIGTERM (RAY_JOB_STOP_WAIT_TIME_S)
+        _record_stop(spec, layout, started, stopped)
     finally:
-        if sft:  # no checkpoint callback in the SFT trainer: make its last checkpoint durable now
+        # the SFT trainer has no checkpoint callback, and a stop may cut the callback's upload short:
+        # make the last checkpoint durable now
+        if spec.algorithm == "sft" or stopped:
             try:
                 upload_latest_checkpoint(layout.checkpoints, checkpoints_uri, keep)
             except Exception:
-                log.exception("could not upload the SFT trainer's last checkpoint")
+                log.exception("could not upload the last checkpoint in %s", layout.checkpoints)
+    note = read_stopped(layout.checkpoints)  # the wall-clock trainer ended before the deadline
+    if note and not stopped:
+        stopped = str(note["reason"])
+        _record_stop(spec, layout, started, stopped)
 
     step = latest_local_step(layout.checkpoints)
+    if step is None and stopped:
+        return TrainResult.read(result_uri(spec))  # _record_stop's: nothing to merge
     if step is None:
         raise RuntimeError(f"VeRL finished without a checkpoint in {layout.checkpoints}")
-    if layout.merged.exists():
-        shutil.rmtree(layout.merged)
-    step_dir = layout.checkpoints / f"global_step_{step}"
-    runner(merge_command(step_dir if sft else step_dir / "actor", layout.merged), env)
-    model_dir, adapter_dir = layout.merged, None
-    if spec.lora.enabled:
-        adapter_dir = merge_lora_adapter(layout.merged, layout.lora_merged)
-        model_dir = layout.lora_merged
-    model_metrics = validate_hf_model(model_dir, layout.base_model)
-    model_uri = storage.join(spec.output_uri, "model")
-    storage.store_for(model_uri).delete_prefix(model_uri + "/")
-    storage.upload_dir(model_dir, model_uri)
-    adapter_uri = None
-    if adapter_dir is not None:
-        adapter_uri = storage.join(spec.output_uri, "adapter")
-        storage.store_for(adapter_uri).delete_prefix(adapter_uri + "/")
-        storage.upload_dir(adapter_dir, adapter_uri)
+    model_uri, adapter_uri, model_metrics = publish_checkpoint(spec, layout, step, runner, env)
     history = read_history(layout.metrics, layout.earlier_metrics)
     result = TrainResult.succeeded(
         spec,
@@ -257,6 +289,7 @@ def _train(spec: RunSpec, layout: Layout, runner: CommandRunner, started: dateti
         history=history,
         versions=versions(),
         started_at=started,
+        stop_reason=stop_reason(stopped, step) if stopped else None,
     )
-    result.write(storage.join(spec.output_uri, "result.json"))
+    result.write(result_uri(spec))
     return result
