@@ -1,0 +1,111 @@
+"""The rehearsal's servers: PostgreSQL, the deployment venv, and the KubeRay tests' moto and Kubernetes emulator.
+
+``kube_server`` and ``moto_url`` are tests/kuberay's fixtures, reused as they are; ``ray_head`` is ours: the
+emulator runs each RayJob on it, so its processes carry the S3 credentials a pod would have (IRSA on EKS).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from continuous_learning.compute.local_ray import LocalRayHead, start_local_head, stop_local_head
+
+from tests.deploy.deployment import airflow_deployment, build_wheel, create_venv
+from tests.deploy.postgres import Postgres, postgres_server
+from tests.deploy.rehearsal import (
+    BUCKET,
+    KUBE_CONN_ID,
+    ROOT,
+    Prod,
+    aws_connection,
+    kube_connection,
+    write_settings,
+)
+from tests.kuberay.conftest import KubeEmulator, create_hyperpod, kube_server, moto_url  # noqa: F401  (fixtures)
+from tests.user_models import make_user_model
+
+AWS_TEST_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def ray_head(moto_url: str) -> Iterator[LocalRayHead]:  # noqa: F811  (overrides tests/kuberay's for kube_server)
+    head = start_local_head(num_cpus=2, env={**AWS_TEST_CREDENTIALS, "CL_S3_ENDPOINT_URL": moto_url})
+    try:
+        yield head
+    finally:
+        stop_local_head(head, grace_s=8)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def deploy_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The package as a user installs it: its wheel (built here) in a clean venv, with the PostgreSQL driver."""
+    kept = os.environ.get(
+        "CL_DEPLOY_VENV"
+    )  # a developer's shortcut between local runs; CI builds a fresh one
+    if kept and (Path(kept) / "bin" / "airflow").exists():
+        return Path(kept)  # as it is: whoever keeps it installs the wheel they mean to test
+    return create_venv(
+        Path(kept or tmp_path_factory.mktemp("deploy") / "venv"),
+        build_wheel(tmp_path_factory.mktemp("wheel")),
+    )
+
+
+def _upload_folder(s3: Any, folder: Path, uri: str) -> None:
+    from continuous_learning import storage
+
+    bucket, prefix = storage.S3Store.split(uri)
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            s3.upload_file(str(path), bucket, f"{prefix.rstrip('/')}/{path.relative_to(folder)}")
+
+
+@pytest.fixture(scope="session")
+def prod(
+    kube_server: KubeEmulator,  # noqa: F811
+    moto_url: str,  # noqa: F811
+    ray_head: LocalRayHead,
+    postgres: Postgres,
+    deploy_venv: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Prod]:
+    """The deployment in prod mode, shared by the rehearsal and the fault tests (one start, about a minute)."""
+    import boto3
+    from continuous_learning import storage
+    from continuous_learning.models.chat_templates import load_shipped
+
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in {**AWS_TEST_CREDENTIALS, "CL_S3_ENDPOINT_URL": moto_url}.items():
+            patch.setenv(key, value)  # this process writes the logs and the model, reads the results
+        storage.set_s3_client_factory(None)
+        s3 = boto3.client("s3", endpoint_url=moto_url)
+        s3.create_bucket(Bucket=BUCKET)
+        sagemaker = boto3.client("sagemaker", endpoint_url=moto_url)
+        hyperpod = create_hyperpod(sagemaker, count=0)
+        model = make_user_model(tmp_path_factory.mktemp("agent-model"), chat_template=load_shipped("hermes"))
+        _upload_folder(s3, model, f"{ROOT}/models/agent-prod/")
+        home = tmp_path_factory.mktemp("airflow-home")
+        settings_file = write_settings(home / "continuous-learning.toml", hyperpod)
+        env = {
+            **AWS_TEST_CREDENTIALS,
+            "CL_SETTINGS_FILE": str(settings_file),
+            # the trainer jobs' S3 endpoint (job_environment passes it on); Airflow's side uses aws_default
+            "CL_S3_ENDPOINT_URL": moto_url,
+            "AIRFLOW_CONN_AWS_DEFAULT": aws_connection(moto_url),
+            f"AIRFLOW_CONN_{KUBE_CONN_ID.upper()}": kube_connection(kube_server.url),
+        }
+        kube_server.reset()
+        with airflow_deployment(home, deploy_venv, postgres.sqlalchemy_url, env) as airflow:
+            yield Prod(airflow=airflow, sagemaker=sagemaker, s3=s3, kube=kube_server,
+                       ray_dashboard=ray_head.dashboard_url, hyperpod=hyperpod, settings_file=settings_file)  # fmt: skip
+        storage.set_s3_client_factory(None)
