@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 from continuous_learning import storage
-from continuous_learning.contracts import EvalResult, EvalSpec
+from continuous_learning.contracts import EvalResult, EvalSpec, result_uri
 
 from continuous_learning_trainer import reward_function
 from continuous_learning_trainer.chat import END
@@ -210,5 +210,5 @@ def run_evaluation(spec: EvalSpec) -> EvalResult:
         tool_call_validity={m: mean(m, "format_valid") for m in spec.models},
         mean_response_chars={m: mean(m, "response_chars") for m in spec.models},
     )
-    result.write(storage.join(spec.output_uri, "result.json"))
+    result.write(result_uri(spec.output_uri))
     return result

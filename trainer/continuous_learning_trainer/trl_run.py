@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from continuous_learning import storage
-from continuous_learning.contracts import LoraOptions, RunSpec, TrainResult
+from continuous_learning.contracts import LoraOptions, RunSpec, TrainResult, result_uri
 
 from continuous_learning_trainer.prompts import prepare_tokenizer
 from continuous_learning_trainer.stopping import CheckpointClock, StopRequest, stop_reason
@@ -186,5 +186,5 @@ def finish(
         started_at=started_at,
         stop_reason=stopped,
     )
-    result.write(storage.join(spec.output_uri, "result.json"))
+    result.write(result_uri(spec.output_uri))
     return result

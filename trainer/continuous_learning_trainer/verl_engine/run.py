@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from continuous_learning import storage
-from continuous_learning.contracts import RunSpec, TrainResult
+from continuous_learning.contracts import RunSpec, TrainResult, result_uri
 
 from continuous_learning_trainer.stopping import StopRequest, stop_reason
 from continuous_learning_trainer.verl_engine.artifacts import publish_checkpoint
@@ -130,17 +130,13 @@ def train(
         result = _train(spec, layout, runner, stop, started)
     except Exception as exc:
         _without_model(spec, layout, started, "failed", error=f"{type(exc).__name__}: {exc}"[:2000]).write(
-            result_uri(spec)
+            result_uri(spec.output_uri)
         )
         raise
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
     return result
-
-
-def result_uri(spec: RunSpec) -> str:
-    return storage.join(spec.output_uri, "result.json")
 
 
 def _without_model(
@@ -180,7 +176,7 @@ def _record_stop(spec: RunSpec, layout: Layout, started: datetime, reason: str) 
     else:
         note = f"{reason}: stopped at step {step}; merging its checkpoint (resumable from checkpoints/)"
     _without_model(spec, layout, started, "stopped", steps=step or 0, stop_reason=note).write(
-        result_uri(spec)
+        result_uri(spec.output_uri)
     )
 
 
@@ -271,7 +267,7 @@ def _train(
 
     step = latest_local_step(layout.checkpoints)
     if step is None and stopped:
-        return TrainResult.read(result_uri(spec))  # _record_stop's: nothing to merge
+        return TrainResult.read(result_uri(spec.output_uri))  # _record_stop's: nothing to merge
     if step is None:
         raise RuntimeError(f"VeRL finished without a checkpoint in {layout.checkpoints}")
     model_uri, adapter_uri, model_metrics = publish_checkpoint(spec, layout, step, runner, env)
@@ -291,5 +287,5 @@ def _train(
         started_at=started,
         stop_reason=stop_reason(stopped, step) if stopped else None,
     )
-    result.write(result_uri(spec))
+    result.write(result_uri(spec.output_uri))
     return result
