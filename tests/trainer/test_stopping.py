@@ -85,7 +85,7 @@ IMAGE_LOCK = REPO / ".tools" / "image-lock"
 #: registers as a subclass of VeRL's sync V1 trainer, and the project's PPO entry point composes VeRL's
 #: ppo_trainer config (Hydra ``--cfg job``: printed, not run) with the task runner replaced.
 WALL_CLOCK_PROBE = """
-import sys
+import runpy, sys
 from continuous_learning_trainer.verl_engine import main_ppo, wall_clock
 from verl.trainer import main_ppo as verl_main_ppo
 from verl.trainer.ppo.v1 import PPOTrainerSync, get_trainer_cls
@@ -93,8 +93,9 @@ trainer = wall_clock.register()
 assert get_trainer_cls("cl_sync") is trainer and wall_clock.register() is trainer
 assert issubclass(trainer, PPOTrainerSync) and trainer.step is wall_clock.WallClockSteps.step
 sys.argv = ["main_ppo", "--cfg", "job", *sys.argv[1:]]
-main_ppo.main()
-assert verl_main_ppo.TaskRunnerV1.__ray_actor_class__ is main_ppo.WallClockTaskRunner
+runpy.run_module("continuous_learning_trainer.verl_engine.main_ppo", run_name="__main__")
+runner = verl_main_ppo.TaskRunnerV1.__ray_actor_class__
+assert runner is main_ppo.WallClockTaskRunner, runner  # the importable class, not a __main__ copy
 """
 
 

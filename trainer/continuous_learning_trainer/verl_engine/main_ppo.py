@@ -31,4 +31,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # run from the module under its own name, not __main__: Ray ships the task runner class by reference,
+    # so the actor process imports this module (and registers cl_sync) when it loads the class
+    from continuous_learning_trainer.verl_engine import main_ppo
+
+    main_ppo.main()
