@@ -6,143 +6,16 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from continuous_learning.contracts import ImitationOptions, RunSpec, TrainResult
-from continuous_learning.data.reward_dataset import VERL_SCHEMA
-from continuous_learning.models import chat_templates
 from continuous_learning.models.tool_calls import format_calls
 from continuous_learning_trainer import cpu_engine, prompts, reward_function, sft
 from continuous_learning_trainer.chat import END
 
-from tests.trainer.helpers import TOOLS, run_spec
-
-CHATML = (
-    "{% if tools %}<|im_start|>system\nTools: {{ tools | tojson }}<|im_end|>\n{% endif %}"
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-PARIS = {"name": "get_weather", "arguments": {"city": "Paris"}}
-LONDON = {"name": "get_weather", "arguments": {"city": "London"}}
-
-
-def reference_rows(n: int) -> list[dict[str, Any]]:
-    """VeRL rows of three kinds, in turn: a corrected tool call (the agent said London), a positively
-    rated tool call, and a text correction whose negative equals the reference (so none is kept)."""
-    rows = []
-    for i in range(n):
-        kind = i % 3
-        if kind == 0:
-            truth = {
-                "content": None,
-                "tool_calls": [PARIS],
-                "negatives": [{"content": None, "tool_calls": [LONDON]}],
-            }
-            source, tools = "correction", TOOLS
-        elif kind == 1:
-            truth = {"content": None, "tool_calls": [PARIS], "negatives": []}
-            source, tools = "positive_feedback", TOOLS
-        else:
-            truth = {"content": "hello there", "tool_calls": [], "negatives": []}
-            source, tools = "correction", None
-        rows.append(
-            {
-                "data_source": "agent/travel",
-                "prompt": [
-                    {"role": "system", "content": "You help travellers."},
-                    {
-                        "role": "user",
-                        "content": f"weather in paris please {i}" if tools else f"say hello {i}",
-                    },
-                ],
-                "ability": "tool_use" if tools else "chat",
-                "reward_model": {"style": "rule", "ground_truth": json.dumps(truth)},
-                "extra_info": {
-                    "interaction_id": f"i-{i}",
-                    "agent": "travel",
-                    "day": "2026-11-01",
-                    "split": "train",
-                    "index": i,
-                    "feedback_score": 1.0,
-                    "reference_source": source,
-                    "tools_json": json.dumps(tools) if tools else "",
-                },
-            }
-        )
-    return rows
-
-
-def write_rows(path: Path, rows: list[dict[str, Any]]) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows, schema=VERL_SCHEMA), path)
-    return f"file://{path}"
-
-
-def build_tiny(path: Path, chatml: bool) -> Path:
-    """A 1-layer Qwen2 with a BPE tokenizer trained on the dataset's text; ``chatml``: ChatML special
-    tokens, eos ``<|im_end|>``, no pad token, and a chat template (like a real instruct model)."""
-    from continuous_learning_trainer.tiny_model import build_model, train_tokenizer
-
-    answers = [format_calls([PARIS]), format_calls([LONDON]), "hello there"]
-    corpus = [
-        f"system You help travellers. user weather in paris please say hello {i} {a}"
-        for i in range(12)
-        for a in answers
-    ]
-    corpus += [json.dumps(TOOLS)] * 4
-    tokenizer = train_tokenizer(corpus, vocab_size=400)
-    if chatml:
-        tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
-        tokenizer.eos_token = "<|im_end|>"
-        tokenizer.pad_token = None
-        tokenizer.chat_template = CHATML
-    model = build_model(tokenizer, seed=0, hidden_size=32, layers=1)
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("tiny-models")
-    return {
-        "plain": build_tiny(root / "plain", chatml=False),
-        "chatml": build_tiny(root / "chatml", chatml=True),
-    }
-
-
-@pytest.fixture
-def rendered(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[Any, Any]]]:
-    """Records every ``chat_templates.render_prompt`` call; until the module renders, the template is
-    applied directly (what render_prompt does for a template that takes tools)."""
-    calls: list[tuple[Any, Any]] = []
-    real = chat_templates.render_prompt
-
-    def spy(tokenizer: Any, messages: list[dict[str, Any]], tools: Any) -> str:
-        calls.append((messages, tools))
-        try:
-            return real(tokenizer, messages, tools)
-        except NotImplementedError:
-            text = tokenizer.apply_chat_template(
-                messages, tools=tools, add_generation_prompt=True, tokenize=False
-            )
-            return str(text)
-
-    monkeypatch.setattr(chat_templates, "render_prompt", spy)
-    yield calls
-
-
-@pytest.fixture(autouse=True)
-def fresh_reward_cache() -> Iterator[None]:
-    reward_function.clear_cache()
-    yield
-    reward_function.clear_cache()
+from tests.trainer.helpers import CHATML, LONDON, PARIS, TOOLS, reference_rows, run_spec, write_rows
 
 
 def cpu_spec(tmp_path: Path, base: Path, train_uri: str, **overrides: Any) -> RunSpec:

@@ -16,15 +16,7 @@ from continuous_learning.contracts import EvalSpec
 from continuous_learning.models.tool_calls import format_calls
 from continuous_learning_trainer import evaluate, reward_function, rewards
 
-from tests.trainer.helpers import TOOLS
-from tests.trainer.test_cpu_engine import (  # noqa: F401 - fixtures
-    PARIS,
-    fresh_reward_cache,
-    models,
-    reference_rows,
-    rendered,
-    write_rows,
-)
+from tests.trainer.helpers import PARIS, TOOLS, reference_rows, write_rows
 
 
 def eval_spec(tmp_path: Path, labels: dict[str, str], prompts_uri: str, **overrides: Any) -> EvalSpec:
@@ -51,9 +43,9 @@ def ours(row: dict[str, Any], dataset: list[dict[str, Any]]) -> rewards.RewardBr
 
 
 def test_each_model_is_prompted_in_its_own_template(
-    models: dict[str, Path],  # noqa: F811
+    models: dict[str, Path],
     tmp_path: Path,
-    rendered: list[tuple[Any, Any]],  # noqa: F811
+    rendered: list[tuple[Any, Any]],
 ) -> None:
     uri = write_rows(tmp_path / "test.parquet", reference_rows(5))
     labels = {"candidate": f"file://{models['chatml']}", "production": f"file://{models['plain']}"}
@@ -70,9 +62,9 @@ def test_each_model_is_prompted_in_its_own_template(
 
 
 def test_a_user_reward_fills_the_reward_column_and_guardrails_stay(
-    models: dict[str, Path],  # noqa: F811
+    models: dict[str, Path],
     tmp_path: Path,
-    rendered: list[tuple[Any, Any]],  # noqa: F811
+    rendered: list[tuple[Any, Any]],
 ) -> None:
     (tmp_path / "r.py").write_text(
         "def length(response, reference, tools, bonus=0.0):\n    return len(response) + bonus\n"
@@ -99,7 +91,7 @@ def test_a_user_reward_fills_the_reward_column_and_guardrails_stay(
 
 
 def test_a_bad_reward_fails_before_any_model_generates(
-    models: dict[str, Path],  # noqa: F811
+    models: dict[str, Path],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -114,7 +106,7 @@ def test_a_bad_reward_fails_before_any_model_generates(
         evaluate.run_evaluation(spec)
 
 
-def test_greedy_generation_stops_and_cuts_at_the_models_eos(models: dict[str, Path]) -> None:  # noqa: F811
+def test_greedy_generation_stops_and_cuts_at_the_models_eos(models: dict[str, Path]) -> None:
     """Every eos of the model stops generation (tokenizer's and generation config's) and ends the text."""
     import torch
     from transformers import AutoTokenizer

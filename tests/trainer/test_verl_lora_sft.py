@@ -33,8 +33,8 @@ from continuous_learning_trainer.verl_engine.data import (
 )
 from continuous_learning_trainer.verl_engine.layout import Layout
 
+from tests.trainer.fake_verl import FakeVerl
 from tests.trainer.helpers import TOOLS, run_spec, write_dataset, write_tiny_model
-from tests.trainer.test_verl_run import FakeVerl
 
 
 def prepare(tmp_path: Path, reference_source: str | None = None) -> None:

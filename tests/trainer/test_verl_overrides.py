@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -29,22 +28,9 @@ from continuous_learning_trainer.verl_engine.overrides import (
 from continuous_learning_trainer.verl_plugins import MODULE as PLUGINS
 from continuous_learning_trainer.verl_plugins import SFT_DATASET, TOOL_AGENT
 
-from tests.trainer.helpers import REPO, run_spec
+from tests.trainer.helpers import compose, needs_verl_config, run_spec
 
-VERL_PY = REPO / ".tools" / "verl-config" / "bin" / "python"
-COMPOSE = REPO / "trainer" / "checks" / "compose_verl_config.py"
 LAYOUT = Layout(Path("/fsx/runs/run-1"))
-needs_verl_config = pytest.mark.skipif(
-    not VERL_PY.exists(), reason="run `make trainer-tools` (VeRL config venv under .tools/)"
-)
-
-
-def compose(cases: list[Any]) -> list[dict[str, Any]]:
-    """Each case an override list (``ppo_trainer``) or ``{"config": NAME, "overrides": [...]}``."""
-    out = subprocess.run(
-        [str(VERL_PY), str(COMPOSE)], input=json.dumps(cases), capture_output=True, text=True, check=True
-    )
-    return json.loads(out.stdout)
 
 
 def grid() -> list[tuple[str, int, bool]]:

@@ -15,8 +15,7 @@ from continuous_learning_trainer.verl_engine.profiles import (
     profile_for,
 )
 
-from tests.trainer.helpers import run_spec
-from tests.trainer.test_verl_overrides import compose, needs_verl_config
+from tests.trainer.helpers import compose, needs_verl_config, run_spec
 
 LAYOUT = Layout(Path("/fsx/runs/run-1"))
 #: Qwen2-0.5B's body with the benchmark's 693-token vocabulary: 358,519,040 parameters counted by
