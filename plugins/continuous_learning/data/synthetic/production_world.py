@@ -1,25 +1,11 @@
-"""Synthetic agent logs in schema v1, with late feedback and a small share of bad lines.
+"""The production synthetic world (``world="production"``): headroom for learning from feedback.
 
-Two worlds (``generate_logs(..., world=...)``, ``python -m continuous_learning generate-logs --world``):
-
-- ``default`` (the demo's; its bytes are pinned by the ingest identity tests): learnable by a tiny
-  model. Each request names a tool's arguments in words, and the right response is one tool call with
-  those arguments. The logged "production agent" is right about 60% of the time, its mistakes random;
-  wrong answers draw thumbs-down and, often, a correction. A model trained on the logs learns the
-  majority answer, which is right: little is left for learning from feedback.
-- ``production``: headroom for learning from feedback. Overlapping tools, arguments to normalise
-  (relative dates, amounts with symbols and separators, ids as users write them, 12-hour times,
-  durations in words), two-call answers, and an agent whose mistakes are systematic: the phrasings that
-  trip it (a word that points at the wrong tool, a form it does not normalise, two requests in one
-  sentence) get the same mistake most of the time, so a model that imitates the logs learns them too.
-  Thumbs-down and reviewers' corrections (the right calls) expose them. On held-out prompts the logged
-  answers score about 0.58 on the reward against the references, the agent's usual answers about 0.55,
-  the right answers 1.0 (``benchmarks/world/RESULTS.md``).
-"""
+Overlapping tools, arguments to normalise, two-call answers and an agent with systematic blind spots that
+thumbs-down and corrections expose (the section comment below says how). Kept together in one module: the
+agents, their request kinds and the blind spots are one table, read side by side."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import random
 import re
@@ -27,303 +13,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from continuous_learning import storage
-
-CITIES = ["Paris", "Berlin", "Tokyo", "Lima", "Oslo", "Cairo", "Delhi", "Rome", "Madrid", "Seoul"]
-DAYS = ["today", "tomorrow", "monday", "friday", "sunday"]
-PRODUCTS = ["laptop", "phone", "camera", "headphones", "keyboard", "monitor", "charger"]
-ITEMS = ["milk", "bread", "eggs", "coffee", "apples", "rice"]
-TIMES = ["09:00", "12:00", "15:00", "18:00"]
-TOPICS = ["standup", "review", "lunch", "interview", "planning"]
-
-
-def _tool(name: str, description: str, **params: list[str] | str) -> dict[str, Any]:
-    properties: dict[str, Any] = {}
-    for arg, kind in params.items():
-        properties[arg] = {"type": "string", "enum": kind} if isinstance(kind, list) else {"type": kind}
-    return {
-        "type": "function",
-        "function": {
-            "name": name,
-            "description": description,
-            "parameters": {"type": "object", "properties": properties, "required": list(params)},
-        },
-    }
-
-
-@dataclass(frozen=True)
-class AgentSpec:
-    name: str
-    tools: list[dict[str, Any]]
-    templates: dict[str, list[str]] = field(default_factory=dict)
-
-
-AGENTS = [
-    AgentSpec(
-        "travel_assistant",
-        [
-            _tool("get_weather", "Weather forecast for a city", city=CITIES, day=DAYS),
-            _tool("find_hotel", "Hotels in a city", city=CITIES, day=DAYS),
-        ],
-        {
-            "get_weather": [
-                "what is the weather in {city} {day}",
-                "will it rain in {city} {day}",
-                "forecast for {city} {day} please",
-            ],
-            "find_hotel": [
-                "find me a hotel in {city} for {day}",
-                "I need a room in {city} {day}",
-            ],
-        },
-    ),
-    AgentSpec(
-        "shop_assistant",
-        [
-            _tool("track_order", "Where is my order", product=PRODUCTS),
-            _tool("return_item", "Start a return", product=PRODUCTS),
-            _tool("add_to_list", "Add to shopping list", item=ITEMS),
-        ],
-        {
-            "track_order": ["where is my {product}", "track the {product} I ordered"],
-            "return_item": ["I want to return the {product}", "the {product} is broken, send it back"],
-            "add_to_list": ["add {item} to my list", "put {item} on the shopping list"],
-        },
-    ),
-    AgentSpec(
-        "calendar_assistant",
-        [_tool("create_event", "Create a calendar event", topic=TOPICS, day=DAYS, time=TIMES)],
-        {
-            "create_event": [
-                "schedule a {topic} on {day} at {time}",
-                "book {topic} {day} {time}",
-                "put a {topic} in my calendar {day} at {time}",
-            ]
-        },
-    ),
-]
-
-_VALUES = {"city": CITIES, "day": DAYS, "product": PRODUCTS, "item": ITEMS, "time": TIMES, "topic": TOPICS}
-_PII_SNIPPETS = [
-    "my email is {first}.{last}@example.com",
-    "call me at +44 20 7946 0{n3}",
-    "you can reach me on (415) 555-0{n3}",
-    "my card is 4111 1111 1111 1111",
-]
-_FIRST = ["ana", "li", "omar", "jane", "kofi"]
-_LAST = ["smith", "garcia", "chen", "okafor", "novak"]
-
-
-@dataclass
-class GeneratedDay:
-    day: date
-    interactions: int = 0
-    malformed: int = 0
-    duplicates: int = 0
-    late_feedback: int = 0
-    files: list[str] = field(default_factory=list)
-
-
-def _tool_call(call_id: str, name: str, arguments: dict[str, str]) -> dict[str, Any]:
-    return {
-        "id": call_id,
-        "type": "function",
-        "function": {"name": name, "arguments": json.dumps(arguments)},
-    }
-
-
-def _random_request(rng: random.Random, agent: AgentSpec) -> tuple[str, str, dict[str, str]]:
-    tool = rng.choice(agent.tools)["function"]
-    name = tool["name"]
-    args = {arg: rng.choice(_VALUES[arg]) for arg in tool["parameters"]["properties"]}
-    text = rng.choice(agent.templates[name]).format(**args)
-    return text, name, args
-
-
-def _wrong_call(
-    rng: random.Random, agent: AgentSpec, name: str, args: dict[str, str]
-) -> tuple[str, dict[str, str]]:
-    if len(agent.tools) > 1 and rng.random() < 0.5:
-        other = rng.choice([t for t in agent.tools if t["function"]["name"] != name])["function"]
-        props = other["parameters"]["properties"]
-        return other["name"], {a: args.get(a, rng.choice(_VALUES[a])) for a in props}
-    key = rng.choice(list(args))
-    wrong = dict(args)
-    wrong[key] = rng.choice([v for v in _VALUES[key] if v != args[key]])
-    return name, wrong
-
-
-def make_interaction(
-    rng: random.Random, day: date, index: int
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """One interaction and the late feedback events (arriving on later days) that refer to it."""
-    agent = rng.choice(AGENTS)
-    ts = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(seconds=rng.randrange(86_400))
-    interaction_id = f"{agent.name[:4]}-{day:%Y%m%d}-{index:06d}"
-    messages: list[dict[str, Any]] = [
-        {"role": "system", "content": f"You are the {agent.name.replace('_', ' ')}. Use the tools."}
-    ]
-    if rng.random() < 0.25:  # an earlier, completed turn: multi-turn context with a tool result
-        text, name, args = _random_request(rng, agent)
-        messages += [
-            {"role": "user", "content": text},
-            {"role": "assistant", "content": None, "tool_calls": [_tool_call("c0", name, args)]},
-            {"role": "tool", "tool_call_id": "c0", "content": json.dumps({"status": "ok"})},
-            {"role": "assistant", "content": "Done."},
-        ]
-    text, name, args = _random_request(rng, agent)
-    if rng.random() < 0.1:
-        snippet = rng.choice(_PII_SNIPPETS).format(
-            first=rng.choice(_FIRST), last=rng.choice(_LAST), n3=f"{rng.randrange(1000):03d}"
-        )
-        text = f"{text}, {snippet}"
-    messages.append({"role": "user", "content": text})
-    correct = rng.random() < 0.6
-    answered_name, answered_args = (name, args) if correct else _wrong_call(rng, agent, name, args)
-    messages.append(
-        {"role": "assistant", "content": None, "tool_calls": [_tool_call("c1", answered_name, answered_args)]}
-    )
-    record: dict[str, Any] = {
-        "schema_version": 1,
-        "interaction_id": interaction_id,
-        "timestamp": ts.isoformat(),
-        "agent": agent.name,
-        "model_version": "agent-prod-2026.11",
-        "session_id": f"s-{rng.randrange(10**8):08d}",
-        "messages": messages,
-        "tools": agent.tools,
-        "outcome": {"task_success": correct if rng.random() < 0.7 else None, "error": None},
-        "client": rng.choice(["web", "ios", "android"]),  # an unlisted field: kept as metadata
-    }
-    inline: list[dict[str, Any]] = []
-    late: list[dict[str, Any]] = []
-    roll = rng.random()
-    fb_ts = (ts + timedelta(minutes=rng.randrange(1, 120))).isoformat()
-    if correct and roll < 0.75:
-        kind = rng.choice(["thumbs", "rating"])
-        value = 1 if kind == "thumbs" else rng.choice([4, 5])
-        inline.append({"timestamp": fb_ts, "type": kind, "value": value, "source": "user"})
-    elif not correct and roll < 0.85:
-        inline.append({"timestamp": fb_ts, "type": "thumbs", "value": -1, "source": "user"})
-        if rng.random() < 0.7:
-            correction = {
-                "interaction_id": interaction_id,
-                "timestamp": (ts + timedelta(days=rng.choice([0, 1, 1, 2]))).isoformat(),
-                "type": "correction",
-                "content": {
-                    "role": "assistant",
-                    "content": None,
-                    "tool_calls": [_tool_call("c1", name, args)],
-                },
-                "source": "reviewer",
-            }
-            late.append(correction)
-    if inline:
-        record["feedback"] = inline
-    return record, late
-
-
-def _malformed_lines(rng: random.Random, good: dict[str, Any]) -> list[str]:
-    broken_json = json.dumps(good)[: rng.randrange(20, 80)]
-    missing = {k: v for k, v in good.items() if k != "agent"}
-    wrong_type = dict(good, timestamp=12345)
-    future = dict(good, schema_version=2, interaction_id=good["interaction_id"] + "-v2")
-    return [broken_json, json.dumps(missing), json.dumps(wrong_type), json.dumps(future)]
-
-
-def generate_day(
-    out_uri: str,
-    day: date,
-    interactions: int,
-    seed: int,
-    malformed_share: float = 0.02,
-    start_index: int = 0,
-    file_prefix: str = "part",
-    world: str = "default",
-) -> tuple[GeneratedDay, dict[date, list[dict[str, Any]]]]:
-    """Write one day of raw logs under ``<out>/raw/dt=DAY/``; return late feedback by arrival day.
-
-    Large days can be written in chunks: each call with its own ``start_index`` and ``file_prefix``.
-    ``world``: ``default`` (the demo's small, learnable world) or ``production`` (see its section below).
-    """
-    interaction = _world(world)
-    seed_key = f"{seed}-{day.isoformat()}-{start_index}"
-    rng = random.Random(seed_key if world == "default" else f"{seed_key}-{world}")
-    summary = GeneratedDay(day)
-    lines_by_file: list[list[str]] = [[], [], []]
-    late_by_day: dict[date, list[dict[str, Any]]] = {}
-    for index in range(start_index, start_index + interactions):
-        record, late = interaction(rng, day, index)
-        target = lines_by_file[index % len(lines_by_file)]
-        target.append(json.dumps(record))
-        summary.interactions += 1
-        if rng.random() < 0.01:  # an agent retry wrote the same record twice, in another file
-            lines_by_file[(index + 1) % len(lines_by_file)].append(json.dumps(record))
-            summary.duplicates += 1
-        if rng.random() < malformed_share:
-            bad = rng.choice(_malformed_lines(rng, record))
-            target.append(bad)
-            summary.malformed += 1
-        for event in late:
-            arrival = datetime.fromisoformat(event["timestamp"]).date()
-            late_by_day.setdefault(arrival, []).append(event)
-    prefix = storage.join(out_uri, "raw", f"dt={day.isoformat()}")
-    for number, lines in enumerate(lines_by_file):
-        body = ("\n".join(lines) + "\n").encode()
-        if number == 0:
-            name, data = f"{file_prefix}-{number:04d}.jsonl.gz", gzip.compress(body, mtime=0)
-        else:
-            name, data = f"{file_prefix}-{number:04d}.jsonl", body
-        uri = storage.join(prefix, name)
-        storage.write_bytes(uri, data)
-        summary.files.append(uri)
-    return summary, late_by_day
-
-
-def _world(world: str) -> Any:
-    if world == "default":
-        return make_interaction
-    if world == "production":
-        return make_production_interaction
-    raise ValueError(f"unknown synthetic world {world!r}; known: {', '.join(WORLDS)}")
-
-
-def generate_logs(
-    out_uri: str,
-    start: date,
-    days: int,
-    interactions_per_day: int,
-    seed: int = 0,
-    world: str = "default",
-) -> list[GeneratedDay]:
-    """Raw logs for ``days`` days from ``start`` plus late feedback files under ``<out>/feedback/``.
-
-    ``world``: ``default`` or ``production`` (:data:`WORLDS`)."""
-    _world(world)  # an unknown world fails before anything is written
-    summaries = []
-    late_all: dict[date, list[dict[str, Any]]] = {}
-    for offset in range(days):
-        summary, late = generate_day(
-            out_uri, start + timedelta(days=offset), interactions_per_day, seed, world=world
-        )
-        summaries.append(summary)
-        for arrival, events in late.items():
-            late_all.setdefault(arrival, []).extend(events)
-    by_summary = {s.day: s for s in summaries}
-    for arrival, events in sorted(late_all.items()):
-        uri = storage.join(out_uri, "feedback", f"dt={arrival.isoformat()}", "feedback.jsonl")
-        body = "".join(json.dumps(e) + "\n" for e in sorted(events, key=lambda e: e["timestamp"]))
-        storage.write_bytes(uri, body.encode())
-        for event in events:
-            origin = datetime.strptime(event["interaction_id"].split("-")[1], "%Y%m%d").date()
-            if origin in by_summary:
-                by_summary[origin].late_feedback += 1
-    return summaries
-
+from continuous_learning.data.synthetic.default_world import (
+    CITIES,
+    FIRST_NAMES,
+    LAST_NAMES,
+    PII_SNIPPETS,
+    TOPICS,
+    tool_call,
+)
 
 # --- The production world ------------------------------------------------------------------------------
 #
-# ``world="production"``: harder and closer to production than the default world above (which stays
+# ``world="production"``: harder and closer to production than the default world (default_world.py, which stays
 # byte-identical). Four agents with tools whose purposes overlap (current weather / forecast, one-way /
 # round trip, refund / store credit, track order / track shipment, return / exchange, event / reminder),
 # arguments that must be normalised (dates relative to the day in the system prompt -> YYYY-MM-DD, amounts
@@ -335,8 +36,6 @@ def generate_logs(
 # expose it. A model that imitates the logged answers keeps the blind spots; the corrections say how to
 # lose them. Each record says what the world knows (unlisted fields, kept as metadata by ingest): ``mistake``
 # and, where the logged answer is not it, ``usual_answer``. ``benchmarks/world/`` measures the headroom.
-
-WORLDS = ("default", "production")
 
 Call = tuple[str, dict[str, Any]]
 _DATE = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$", "description": "YYYY-MM-DD"}
@@ -811,7 +510,7 @@ def _calls_message(calls: list[Call], content: str | None = None) -> dict[str, A
     return {
         "role": "assistant",
         "content": content,
-        "tool_calls": [_tool_call(f"c{n}", name, args) for n, (name, args) in enumerate(calls, 1)],
+        "tool_calls": [tool_call(f"c{n}", name, args) for n, (name, args) in enumerate(calls, 1)],
     }
 
 
@@ -880,8 +579,8 @@ def make_production_interaction(
     request = rng.choice(agent.requests)(rng, day)
     text = request.text
     if rng.random() < 0.1:
-        snippet = rng.choice(_PII_SNIPPETS).format(
-            first=rng.choice(_FIRST), last=rng.choice(_LAST), n3=f"{rng.randrange(1000):03d}"
+        snippet = rng.choice(PII_SNIPPETS).format(
+            first=rng.choice(FIRST_NAMES), last=rng.choice(LAST_NAMES), n3=f"{rng.randrange(1000):03d}"
         )
         text = f"{text}, {snippet}"
     messages.append({"role": "user", "content": text})
