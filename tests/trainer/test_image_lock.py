@@ -11,6 +11,10 @@ How, and what this can and cannot see, honestly:
 * The venv is .tools/image-lock (``make trainer-tools`` -> trainer/checks/install-image-lock-env.sh), never
   the dev venv: the lock alone decides what is installed, so a package the image lacks (TRL once, VeRL's
   undeclared transferqueue/cachetools/nvtx before that) makes its import fail here, in CI.
+* An import is only checked where something runs it: VeRL imports TRL's value-head class inside
+  apply_monkey_patch, at worker init, and trl 1.16.0 (no such class since 1.13) passed every module import
+  here and failed every GPU run. So VERL_WORKER_CALLS also calls what the FSDP worker init calls
+  (trainer/checks/verl_worker_init.py), and such calls are where a new lazy import of VeRL's belongs.
 * The lock is for CPython 3.12 + CUDA 13. The venv takes the machine's CPython 3.12 where there is one
   (pyenv's 3.12.1 on the current machine kind) and CPython 3.11 otherwise; on 3.11 two pure-Python wheels
   that say Requires-Python >=3.12 are installed anyway and scipy is 1.17.1 (1.18.1 has no cp311 wheel):
@@ -77,6 +81,7 @@ VERL_MODULES: dict[str, str] = {
     "verl.trainer.ppo.checkpoint_callback": "trainer.checkpoint_callback_class's base",
     "verl.workers.engine_workers": "actor/rollout/ref/critic workers of the V1 trainer",
     "verl.workers.engine.fsdp": "strategy fsdp (FSDP engine)",
+    "verl.models.transformers.monkey_patch": "apply_monkey_patch, run on every actor/ref module (VERL_WORKER_CALLS)",
     "verl.workers.rollout.sglang_rollout.sglang_rollout": "rollout.name=sglang, mode async (ServerAdapter)",
     "verl.workers.rollout.router": "the rollout router (cachetools, undeclared by VeRL)",
     "verl.experimental.agent_loop.single_turn_agent_loop": "agent loop without tools",
@@ -94,6 +99,20 @@ VERL_CALLS: list[dict[str, Any]] = [
         "call": ["RolloutReplicaRegistry.get", "sglang"],
         "why": "rollout replica: verl.workers.rollout.sglang_rollout.async_sglang_server.SGLangReplica",
     }
+]
+#: What an actor/ref worker process runs at init, in an interpreter of its own as in the run (the replica
+#: call above leaves a mocked vllm in sys.modules, which a worker process never has).
+VERL_WORKER_CALLS: list[dict[str, Any]] = [
+    {"module": "verl.workers.engine_workers", "why": "the worker class Ray starts"},
+    {"module": "verl.workers.engine.fsdp", "why": "its FSDP engine"},
+    {
+        # trainer/checks/verl_worker_init.py (on the probe's sys.path): TRL is in the image, so VeRL's
+        # apply_monkey_patch imports AutoModelForCausalLMWithValueHead from it inside the call, at every
+        # actor/ref init; TRL 1.13+ lacks the class (trl 1.16.0 failed every GPU run there)
+        "module": "verl_worker_init",
+        "call": ["patch_tiny_model"],
+        "why": "FSDP engine worker init: apply_monkey_patch on a tiny Qwen2, TRL's value-head import included",
+    },
 ]
 #: SGLang modules of the rollout server (launched by SGLangReplica) and of the evaluation engine.
 SGLANG_MODULES: dict[str, str] = {
@@ -258,6 +277,7 @@ def probes(plan: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> di
         "project": [{"module": m, "names": sorted(n)} for m, n in sorted(third.items())]
         + [{"module": m} for m in project],
         "verl": [{"module": m} for m in VERL_MODULES] + [dict(c) for c in VERL_CALLS],
+        "verl-worker": [dict(c) for c in VERL_WORKER_CALLS],
         "sglang": [{"module": m} for m in SGLANG_MODULES],
     }
     # one interpreter per group, all at once (SGLang patches transformers on import: kept apart)
@@ -327,7 +347,7 @@ def test_project_modules_find_their_imports_in_the_lock(
     assert unexpected == [], "\n".join(describe(r) for r in unexpected)
 
 
-@pytest.mark.parametrize("group", ["verl", "sglang"])
+@pytest.mark.parametrize("group", ["verl", "verl-worker", "sglang"])
 def test_engine_modules_import_from_the_lock(
     group: str, plan: dict[str, Any], probes: dict[str, dict[str, Any]]
 ) -> None:
