@@ -317,10 +317,24 @@ class TrainingDataset:
         return storage.join(self.uri, f"{split}.parquet")
 
 
-# Uncompressed bytes of reward rows one bucket of a window holds: the window's peak memory, whatever its length.
+# Arrow bytes of reward rows one bucket of a window holds at most: a bucket is also never larger than the
+# window's largest day, so a window of any length peaks at about the memory of its largest day; windows
+# under the floor are one bucket.
 WINDOW_BUCKET_BYTES = 128 * 1024 * 1024
+_WINDOW_BUCKET_FLOOR = 16 * 1024 * 1024
+_WINDOW_BATCH_ROWS = 16_384
 _SAMPLES_PER_BUCKET = 256  # ids sampled per bucket to place the buckets' boundaries
 _SEQ = "__seq"  # position of a row in the window (day, then row): the later copy of an id wins
+
+
+def _arrow_bytes(path: Path) -> int:
+    """Estimated Arrow size of a reward file's rows, from its first batch. Not the parquet sizes: repeated
+    prompts are dictionary-encoded there and take many times more room in memory."""
+    file = pq.ParquetFile(path)
+    if not file.metadata.num_rows:
+        return 0
+    first = next(file.iter_batches(batch_size=4096))
+    return first.nbytes * file.metadata.num_rows // max(1, first.num_rows)
 
 
 def _bucket_boundaries(paths: list[Path], buckets: int) -> list[str]:
@@ -395,9 +409,10 @@ def assemble_window(
     interaction id appears once (the copy of the latest day wins), rows sorted by id in every split and
     ``extra_info.index`` numbered in that order.
 
-    Memory stays flat in the window's length: the rows are spilled into buckets of id ranges (about
-    ``bucket_bytes`` of rows each, boundaries from a sample of the ids), and one bucket at a time is
-    deduplicated, sorted and appended to the split files, one row group per bucket.
+    Memory stays flat in the window's length: the rows are spilled into buckets of id ranges (each about
+    the size of the largest day and at most ``bucket_bytes`` of Arrow data, boundaries from a sample of
+    the ids), and one bucket at a time is deduplicated, sorted and appended to the split files, one row
+    group per bucket.
     """
     inputs = []
     with tempfile.TemporaryDirectory(prefix="cl-window-") as tmp:
@@ -427,17 +442,14 @@ def assemble_window(
         dataset_id = f"{end.isoformat()}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
         uri = storage.join(data_uri, "datasets", dataset_id)
 
-        size = sum(
-            pq.ParquetFile(path).metadata.row_group(g).total_byte_size
-            for path in paths
-            for g in range(pq.ParquetFile(path).metadata.num_row_groups)
-        )
-        boundaries = _bucket_boundaries(paths, -(-size // max(1, bucket_bytes)))
+        sizes = [_arrow_bytes(path) for path in paths]
+        target = max(min(bucket_bytes, max(sizes, default=0)), min(bucket_bytes, _WINDOW_BUCKET_FLOOR), 1)
+        boundaries = _bucket_boundaries(paths, -(-sum(sizes) // target))
         spill_schema = VERL_SCHEMA.append(pa.field(_SEQ, pa.int64()))
         spills: dict[int, Any] = {}
         for position, path in enumerate(paths):
             row = 0
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=65_536):
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=_WINDOW_BATCH_ROWS):
                 table = pa.Table.from_batches([batch]).cast(VERL_SCHEMA)
                 seq = pa.array(range((position << 32) + row, (position << 32) + row + len(table)), pa.int64())
                 row += len(table)
