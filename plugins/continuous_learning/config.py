@@ -105,6 +105,15 @@ class TrainerSettings(_Section):
     warm_start_share: float = Field(ge=0.0, le=1.0)
     seed: int
     threads: int = Field(ge=1)
+    checkpoint_every_seconds: float | None = Field(
+        None, gt=0, description="checkpoint by wall time too (besides every checkpoint_every steps)"
+    )
+    stop_reserve_s: float = Field(
+        600,
+        ge=0,
+        description="the trainer stops this long before compute.job_timeout_s, keeping its latest "
+        "checkpoint merged (a 'stopped' result the gate can still take), instead of being killed",
+    )
 
 
 class LoraSettings(_Section):

@@ -159,6 +159,8 @@ def write_run_spec(
             max_completion_tokens=t.max_completion_tokens,
             temperature=t.temperature,
             seed=t.seed,
+            checkpoint_every_seconds=t.checkpoint_every_seconds,
+            max_seconds=max(settings.compute.job_timeout_s - t.stop_reserve_s, 60.0),
         ),
         resources=Resources(cpu_threads=t.threads),
         reward=reward_function(settings),

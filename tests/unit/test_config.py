@@ -65,3 +65,27 @@ def test_with_overrides_keeps_other_values() -> None:
     changed = base.with_overrides({"evaluation.margin": 0.05})
     assert changed.evaluation.margin == 0.05
     assert changed.trainer == base.trainer
+
+
+@pytest.mark.parametrize(
+    ("environment", "checkpoint_seconds", "max_seconds"), [("local", None, 3000.0), ("prod", 1800.0, 85800.0)]
+)
+def test_run_spec_stops_before_the_job_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path,
+    environment: str,
+    checkpoint_seconds: float | None,
+    max_seconds: float,
+) -> None:
+    from continuous_learning.contracts import DatasetRef, RunSpec
+    from continuous_learning.training import write_run_spec
+
+    monkeypatch.setenv("CL_HOME", str(tmp_path))
+    settings = load_settings(environment, {"storage.root": f"file://{tmp_path}/data"})
+    uri = f"file://{tmp_path}/ds"
+    dataset = DatasetRef(dataset_id="d", train_uri=uri, validation_uri=uri, test_uri=uri, manifest_uri=uri)
+    spec = RunSpec.read(write_run_spec(settings, dataset, f"file://{tmp_path}/m", "v0", "run-1"))
+    hp = spec.hyperparameters
+    assert hp.checkpoint_every_seconds == checkpoint_seconds
+    # the trainer's own time limit leaves stop_reserve_s for the merge before the job is killed
+    assert hp.max_seconds == max_seconds == settings.compute.job_timeout_s - settings.trainer.stop_reserve_s
