@@ -18,18 +18,23 @@ TIMES = ["09:00", "12:00", "15:00", "18:00"]
 TOPICS = ["standup", "review", "lunch", "interview", "planning"]
 
 
-def _tool(name: str, description: str, **params: list[str] | str) -> dict[str, Any]:
-    properties: dict[str, Any] = {}
-    for arg, kind in params.items():
-        properties[arg] = {"type": "string", "enum": kind} if isinstance(kind, list) else {"type": kind}
+def function_tool(name: str, description: str, properties: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI-style function tool whose arguments are all required."""
     return {
         "type": "function",
         "function": {
             "name": name,
             "description": description,
-            "parameters": {"type": "object", "properties": properties, "required": list(params)},
+            "parameters": {"type": "object", "properties": properties, "required": list(properties)},
         },
     }
+
+
+def _tool(name: str, description: str, **params: list[str] | str) -> dict[str, Any]:
+    properties: dict[str, Any] = {}
+    for arg, kind in params.items():
+        properties[arg] = {"type": "string", "enum": kind} if isinstance(kind, list) else {"type": kind}
+    return function_tool(name, description, properties)
 
 
 @dataclass(frozen=True)

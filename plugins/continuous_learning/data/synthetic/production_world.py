@@ -19,6 +19,7 @@ from continuous_learning.data.synthetic.default_world import (
     LAST_NAMES,
     PII_SNIPPETS,
     TOPICS,
+    function_tool,
     tool_call,
 )
 
@@ -60,14 +61,7 @@ def _id_schema(prefix: str) -> dict[str, Any]:
 
 
 def _ptool(name: str, description: str, **properties: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "type": "function",
-        "function": {
-            "name": name,
-            "description": description,
-            "parameters": {"type": "object", "properties": properties, "required": list(properties)},
-        },
-    }
+    return function_tool(name, description, properties)
 
 
 @dataclass(frozen=True)
