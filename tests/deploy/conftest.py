@@ -1,7 +1,9 @@
-"""The rehearsal's servers: PostgreSQL, the deployment venv, and the KubeRay tests' moto and Kubernetes emulator.
+"""The rehearsal's servers: PostgreSQL, the deployment venv, and tests/kuberay's moto and Kubernetes emulator.
 
-``kube_server`` and ``moto_url`` are tests/kuberay's fixtures, reused as they are; ``ray_head`` is ours: the
-emulator runs each RayJob on it, so its processes carry the S3 credentials a pod would have (IRSA on EKS).
+The emulator and moto are tests/kuberay's (its ``emulator.py``, ``moto_hyperpod.py``, ``KubeEmulator`` and the
+same start-up), here with the scope of this package: everything here, the Airflow deployment included, stops
+once the package's tests are done, not at the end of the whole suite. The Ray head the emulator runs RayJobs on
+carries the S3 credentials a pod would have (IRSA on EKS).
 """
 
 from __future__ import annotations
@@ -23,17 +25,35 @@ from tests.deploy.rehearsal import (
     Prod,
     aws_connection,
     kube_connection,
+    shipped_prod_settings,
     write_settings,
 )
-from tests.kuberay.conftest import KubeEmulator, create_hyperpod, kube_server, moto_url  # noqa: F401  (fixtures)
+from tests.kuberay.conftest import HERE as KUBERAY
+from tests.kuberay.conftest import KubeEmulator, create_hyperpod
+from tests.kuberay.conftest import _spawn as kuberay_spawn
+from tests.servers import free_port, stop_process_group, wait_http
 from tests.user_models import make_user_model
 
 AWS_TEST_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                         "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
 
 
-@pytest.fixture(scope="session")
-def ray_head(moto_url: str) -> Iterator[LocalRayHead]:  # noqa: F811  (overrides tests/kuberay's for kube_server)
+@pytest.fixture(scope="package")
+def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    proc = kuberay_spawn(
+        [str(KUBERAY / "moto_hyperpod.py"), "-H", "127.0.0.1", "-p", str(port)],
+        tmp_path_factory.mktemp("moto") / "moto.log",
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/moto-api/", proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_process_group(proc)
+
+
+@pytest.fixture(scope="package")
+def ray_head(moto_url: str) -> Iterator[LocalRayHead]:
     head = start_local_head(num_cpus=2, env={**AWS_TEST_CREDENTIALS, "CL_S3_ENDPOINT_URL": moto_url})
     try:
         yield head
@@ -41,13 +61,27 @@ def ray_head(moto_url: str) -> Iterator[LocalRayHead]:  # noqa: F811  (overrides
         stop_local_head(head, grace_s=8)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
+def kube_server(ray_head: LocalRayHead, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeEmulator]:
+    port = free_port()
+    proc = kuberay_spawn(
+        [str(KUBERAY / "emulator.py"), "--port", str(port), "--ray-address", ray_head.dashboard_url],
+        tmp_path_factory.mktemp("emulator") / "emulator.log",
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/emulator/state", proc)
+        yield KubeEmulator(f"http://127.0.0.1:{port}")
+    finally:
+        stop_process_group(proc)
+
+
+@pytest.fixture(scope="package")
 def postgres() -> Iterator[Postgres]:
     with postgres_server() as server:
         yield server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def deploy_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The package as a user installs it: its wheel (built here) in a clean venv, with the PostgreSQL driver."""
     kept = os.environ.get(
@@ -70,10 +104,10 @@ def _upload_folder(s3: Any, folder: Path, uri: str) -> None:
             s3.upload_file(str(path), bucket, f"{prefix.rstrip('/')}/{path.relative_to(folder)}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def prod(
-    kube_server: KubeEmulator,  # noqa: F811
-    moto_url: str,  # noqa: F811
+    kube_server: KubeEmulator,
+    moto_url: str,
     ray_head: LocalRayHead,
     postgres: Postgres,
     deploy_venv: Path,
@@ -95,7 +129,8 @@ def prod(
         model = make_user_model(tmp_path_factory.mktemp("agent-model"), chat_template=load_shipped("hermes"))
         _upload_folder(s3, model, f"{ROOT}/models/agent-prod/")
         home = tmp_path_factory.mktemp("airflow-home")
-        settings_file = write_settings(home / "continuous-learning.toml", hyperpod)
+        prod_toml = shipped_prod_settings(deploy_venv)
+        settings_file = write_settings(home / "continuous-learning.toml", prod_toml, hyperpod)
         env = {
             **AWS_TEST_CREDENTIALS,
             "CL_SETTINGS_FILE": str(settings_file),
@@ -107,5 +142,6 @@ def prod(
         kube_server.reset()
         with airflow_deployment(home, deploy_venv, postgres.sqlalchemy_url, env) as airflow:
             yield Prod(airflow=airflow, sagemaker=sagemaker, s3=s3, kube=kube_server,
-                       ray_dashboard=ray_head.dashboard_url, hyperpod=hyperpod, settings_file=settings_file)  # fmt: skip
+                       ray_dashboard=ray_head.dashboard_url, hyperpod=hyperpod, settings_file=settings_file,
+                       prod_toml=prod_toml)  # fmt: skip
         storage.set_s3_client_factory(None)

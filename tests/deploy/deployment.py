@@ -25,8 +25,10 @@ from typing import Any
 from tests.conftest import REPO
 from tests.servers import free_port, stop_process_group
 
-#: The PostgreSQL driver and provider the deployment adds to the package (not dependencies of ours).
-DEPLOY_EXTRAS = ("psycopg2-binary==2.9.13", "apache-airflow-providers-postgres==7.1.1")
+#: The PostgreSQL driver and provider the deployment adds to the package (not dependencies of ours), and what
+#: the provider pulls in: pinned, like the runtime lock they are installed with.
+DEPLOY_EXTRAS = ("psycopg2-binary==2.9.13", "apache-airflow-providers-postgres==7.1.1", "psycopg[binary]==3.3.9",
+                 "asyncpg==0.32.0")  # fmt: skip
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 
 

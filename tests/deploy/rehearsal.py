@@ -17,9 +17,6 @@ from tests.kuberay.conftest import group_counts
 BUCKET = "cl-rehearsal"
 ROOT = f"s3://{BUCKET}/prod"
 KUBE_CONN_ID = "kuberay_rehearsal"
-PROD_TOML = (
-    Path(__file__).resolve().parents[2] / "plugins" / "continuous_learning" / "environments" / "prod.toml"
-)
 
 #: What a user changes in the shipped prod settings for this rehearsal (small data, the CPU trainer, fast polls).
 OVERRIDES: dict[str, dict[str, Any]] = {
@@ -56,9 +53,15 @@ def _toml(document: dict[str, Any], prefix: str = "") -> str:
     return "\n".join(lines)
 
 
-def write_settings(path: Path, hyperpod_cluster: str, **sections: dict[str, Any]) -> Path:
+def shipped_prod_settings(venv: Path) -> Path:
+    """``environments/prod.toml`` of the package installed in ``venv`` (what the deployment runs)."""
+    (path,) = venv.glob("lib/python3*/site-packages/continuous_learning/environments/prod.toml")
+    return path
+
+
+def write_settings(path: Path, prod_toml: Path, hyperpod_cluster: str, **sections: dict[str, Any]) -> Path:
     """The shipped prod settings with :data:`OVERRIDES` (and ``sections``): a full file, as a user keeps one."""
-    document = tomllib.loads(PROD_TOML.read_text())
+    document = tomllib.loads(prod_toml.read_text())
     for section, values in {
         **OVERRIDES,
         "hyperpod": {**OVERRIDES["hyperpod"], "cluster_name": hyperpod_cluster},
@@ -96,11 +99,12 @@ class Prod:
     ray_dashboard: str
     hyperpod: str
     settings_file: Path
+    prod_toml: Path
     rehearsal: dict[str, Any] = field(default_factory=dict)
 
     def configure(self, **sections: dict[str, Any]) -> None:
         """Rewrite the settings file; every task reads it when it runs (the next task sees the change)."""
-        write_settings(self.settings_file, self.hyperpod, **sections)
+        write_settings(self.settings_file, self.prod_toml, self.hyperpod, **sections)
 
     def rehearse(self) -> dict[str, Any]:
         """The scheduled runs (once per session): yesterday's ``interaction_ingest``, then the time-table

@@ -16,8 +16,16 @@ logs, and the run report is linked from the gate task.
 
 from __future__ import annotations
 
-import pytest
+import json
+import subprocess
+from pathlib import Path
 
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from tests.conftest import REPO
+from tests.deploy.deployment import DEPLOY_EXTRAS
 from tests.deploy.rehearsal import Prod
 from tests.kuberay.rbac import denied
 
@@ -61,3 +69,20 @@ def test_scheduled_ingest_and_training_end_to_end(prod: Prod) -> None:
     assert state["creates"] == {"rayclusters": 1, "rayjobs": 3}, state  # import-model, train, evaluate
     assert prod.capacity()[1] == rehearsal["baseline"][1] == 0
     assert denied(prod.kube.calls()) == [], "the shipped Role does not allow a call the operators made"
+
+
+def test_the_deployment_venv_holds_the_runtime_lock_and_nothing_else(deploy_venv: Path) -> None:
+    """The wheel resolved against requirements.txt alone: every package at its locked version, no dev lock."""
+    listed = subprocess.run(
+        [str(deploy_venv / "bin" / "python"), "-m", "pip", "list", "--format", "json", "--disable-pip-version-check"],
+        capture_output=True, text=True, check=True, timeout=120,
+    ).stdout  # fmt: skip
+    installed = {canonicalize_name(p["name"]): p["version"] for p in json.loads(listed)}
+    lock = {}
+    for line in (REPO / "requirements.txt").read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            lock[canonicalize_name(name)] = version
+    extras = {canonicalize_name(Requirement(r).name) for r in DEPLOY_EXTRAS} | {"psycopg-binary"}
+    ours = {"continuous-learning", "pip", "setuptools"}
+    assert {n: v for n, v in installed.items() if n not in extras | ours} == lock
