@@ -227,3 +227,65 @@ def test_tool_call_arguments_stay_json_through_ingest() -> None:
             for key in ("name", "passenger_name"):
                 if document.get(key) == "Aiko Suzuki":
                     assert parsed[key] == "<PERSON>"
+
+
+def test_phone_digit_bound_holds_for_every_country_code() -> None:
+    """The international bound the phone shortcut relies on, recomputed from the metadata of every
+    country code (a phonenumbers upgrade with shorter numbers fails here), and the bounds it gives."""
+    import phonenumbers
+    from continuous_learning.data.pii import (
+        _INTERNATIONAL_PHONE_DIGITS,
+        _fewest_phone_digits,
+        _inserted_digits,
+        _region_lengths,
+    )
+
+    fewest = min(
+        len(str(code))
+        + min(length for region in regions for length in _region_lengths(code, region))
+        - max(
+            _inserted_digits(metadata.national_prefix_transform_rule)
+            for region in regions
+            if (metadata := phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(code, region))
+        )
+        for code, regions in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.items()
+    )
+    assert fewest >= _INTERNATIONAL_PHONE_DIGITS
+    assert _inserted_digits("1481\\1") == 4 and _inserted_digits("9\\1") == 1 and _inserted_digits(None) == 0
+    assert _fewest_phone_digits("US") == _fewest_phone_digits("GB") == 5
+    assert _fewest_phone_digits("GG") < 5  # its transform rule adds 4 digits to a 6-digit local number
+    # The shortest numbers found: "+43 1 ..." style with 6 digits is above the bound; 4 digits never are.
+    redactor = Redactor()
+    assert redactor.redact("call +44 20 7946 0958 at 18:00") == "call <PHONE> at 18:00"
+    assert redactor.redact("meet at 18:00, room 12") == "meet at 18:00, room 12"
+
+
+def test_every_labelled_and_found_phone_passes_the_digit_shortcut() -> None:
+    """Every phone number labelled in the benchmark sets, and every one the rules find there (cued
+    regions included), has at least the digits the shortcut asks of a default region."""
+    import re
+
+    from continuous_learning.data.pii import _fewest_phone_digits
+
+    from benchmarks.pii.evaluate import LABELLED, load_chat_set
+
+    needed = max(_fewest_phone_digits(region) for region in Redactor().phone_regions)
+    texts = [example.text for example in load_chat_set()]
+    phones = [
+        example.text[start:end]
+        for example in load_chat_set()
+        for start, end, kind in example.pii
+        if kind == "PHONE"
+    ]
+    for line in LABELLED.read_text(encoding="utf-8").splitlines():
+        labelled = json.loads(line)
+        texts.append(labelled["text"])
+        phones += labelled["pii"].get("PHONE", [])
+    redactor = Redactor()
+    redactor.found = []
+    for text in texts:
+        redactor.redact_reference(text)
+    phones += [value for kind, value in redactor.found if kind == "PHONE"]
+    assert len(phones) > 50
+    short = [phone for phone in phones if len(re.findall(r"\d", phone)) < needed]
+    assert not short

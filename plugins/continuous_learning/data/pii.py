@@ -28,6 +28,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cache
 
 import phonenumbers
 
@@ -780,7 +781,7 @@ class Redactor:
                     if found:
                         text = trace.apply(text, found, rule.kind)
             if reference or (digits and _PHONE_CANDIDATE.search(text)):
-                text = self._redact_phones(text, trace)
+                text = self._redact_phones(text, trace, reference)
         # Every name rule but the one for names in lower case needs a capital after the text's start.
         capital = reference or _CAPITAL.search(text, 1) is not None
         for rule in NAME_RULES:
@@ -794,8 +795,13 @@ class Redactor:
                     text = trace.apply(text, found, rule.kind)
         return text, trace.spans()
 
-    def _redact_phones(self, text: str, trace: _Trace) -> str:
+    def _redact_phones(self, text: str, trace: _Trace, reference: bool) -> str:
         for region in self.phone_regions:
+            # Skipping a text with fewer digits than any valid number of ``region`` needs changes no
+            # result (see _fewest_phone_digits); most often it is the text after an earlier region's
+            # pass replaced its numbers.
+            if not reference and len(_DIGIT.findall(text)) < _fewest_phone_digits(region):
+                continue
             found = list(self._phone_spans(text, region, cued=False))
             if found:
                 text = trace.apply(text, found, "PHONE")
@@ -813,6 +819,51 @@ class Redactor:
             if cued and not _PHONE_CUE.search(text[max(0, m.start - 40) : m.start]):
                 continue
             yield m.start, m.end
+
+
+# The fewest digits in the text of a number written in international form ("+CC ..." or an IDD prefix)
+# that can be valid: the country code's digits and the national number's, less the digits a
+# national-prefix transform rule may add (GG's "1481\\1"). tests/unit/test_pii.py recomputes it from
+# the phonenumbers metadata of every country code; computing it here would load all of that at import.
+_INTERNATIONAL_PHONE_DIGITS = 5
+
+
+@cache
+def _fewest_phone_digits(region: str) -> int:
+    """A lower bound on the ``\\d`` digits of any text in which ``PhoneNumberMatcher(text, region,
+    VALID)`` finds a number.
+
+    Why it holds: the matcher returns a number only if it is valid (leniency VALID), and a valid
+    number's national significant number has a length in its region's ``general_desc.possible_length``
+    (``_number_type_helper`` checks that first). Every digit of that number was read from the text's
+    ``\\d`` characters (the matcher's pattern takes digits as ``\\d``; letters are not read) except the
+    digits a national-prefix transform rule inserts. A number without a country code in the text takes
+    the country code of ``region`` and is transformed with ``region``'s rule, and may be valid for any
+    region sharing that code; a number with one is covered by _INTERNATIONAL_PHONE_DIGITS."""
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    if metadata is None or metadata.country_code is None:
+        return 1  # an unknown region: only the matcher's own need of one digit
+    code = metadata.country_code
+    lengths = [
+        length
+        for sibling in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(code, (region,))
+        for length in _region_lengths(code, sibling)
+    ]
+    national = (min(lengths) if lengths else 1) - _inserted_digits(metadata.national_prefix_transform_rule)
+    return max(1, min(_INTERNATIONAL_PHONE_DIGITS, national))
+
+
+def _region_lengths(country_code: int, region: str) -> list[int]:
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(country_code, region)
+    general = metadata.general_desc if metadata is not None else None
+    if general is None or not general.possible_length:
+        return [1]  # no length constraint
+    return [length for length in general.possible_length if length > 0] or [1]
+
+
+def _inserted_digits(transform_rule: str | None) -> int:
+    """The literal digits of a national-prefix transform rule such as ``"1481\\1"`` (groups aside)."""
+    return len(re.findall(r"\d", re.sub(r"\\\d", "", transform_rule))) if transform_rule else 0
 
 
 def _cued_phone_candidate(text: str) -> bool:
