@@ -51,11 +51,11 @@ def test_dagbag_has_no_import_errors(airflow_db: str) -> None:
 
 
 @pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda p: p.name)
-def test_dag_file_imports_fast_without_heavy_libraries(dag_file: Path) -> None:
+def test_dag_file_imports_without_heavy_libraries(dag_file: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-c", PROBE, str(dag_file)], capture_output=True, text=True, check=True
     )
     probe = json.loads(out.stdout.strip().splitlines()[-1])
-    assert probe["seconds"] < 1.0, probe["seconds"]
+    # how fast: benchmarks/dag_parse (a timed assertion here fails on a loaded machine, not on a regression)
     loaded = {m.split(".")[0] for m in probe["new"]}
     assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))

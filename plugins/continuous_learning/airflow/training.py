@@ -187,6 +187,7 @@ class TrainCandidateOperator(BaseRayJobOperator):
 
     def job_succeeded(self, context: Context) -> dict[str, Any]:
         """The training job succeeded: register the model and move the ``candidate`` alias to it."""
+        from continuous_learning.airflow.notifications import record_run_note
         from continuous_learning.contracts import DatasetRef, RunSpec, TrainResult, result_uri
         from continuous_learning.registry import ModelRegistry
         from continuous_learning.training import run_paths
@@ -197,13 +198,17 @@ class TrainCandidateOperator(BaseRayJobOperator):
         spec_uri = run_paths(settings, run_id).spec("train")
         spec = RunSpec.read(spec_uri)
         result = TrainResult.read(result_uri(spec.output_uri))
-        if result.status != "succeeded" or result.model_uri is None:
-            raise RuntimeError(f"training run {run_id} did not succeed: {result.error}")
+        if result.status == "failed" or result.model_uri is None:
+            raise RuntimeError(f"training run {run_id} did not succeed: {result.error or result.stop_reason}")
+        if result.status == "stopped":
+            # a time limit or a signal: its latest checkpoint, merged, is gated like any candidate
+            self.log.warning("training run %s stopped early: %s", run_id, result.stop_reason)
+            record_run_note(context, f"training stopped early: {result.stop_reason}")
         registry = ModelRegistry(settings.storage.registry_uri)
         lineage: dict[str, Any] = {
             "kind": spec.algorithm, "run_spec": spec_uri, "dataset_manifest": dataset.manifest_uri,
             "versions": result.versions, "tool_call_format": spec.tool_call_format,
-            "base_model_uri": spec.base_model_uri,
+            "base_model_uri": spec.base_model_uri, "status": result.status,
         }  # fmt: skip
         if result.adapter_uri:
             lineage["lora"] = {"adapter_uri": result.adapter_uri, **spec.lora.model_dump()}
@@ -212,8 +217,10 @@ class TrainCandidateOperator(BaseRayJobOperator):
             lineage=lineage,
         )  # fmt: skip
         registry.move_alias("candidate", version.version, f"trained by {run_id}", run_id)
+        nan = float("nan")  # a run stopped early may not have logged both ends
         self.log.info("candidate %s: reward %.3f -> %.3f over %d steps", version.version,
-                      result.metrics["reward_first"], result.metrics["reward_last"], result.steps)  # fmt: skip
+                      result.metrics.get("reward_first", nan), result.metrics.get("reward_last", nan),
+                      result.steps)  # fmt: skip
         return {
             "version": version.version,
             "model_uri": result.model_uri,
