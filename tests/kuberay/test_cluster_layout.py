@@ -86,6 +86,14 @@ def test_with_fsx_the_work_folder_is_on_fsx_one_per_run() -> None:
     assert "CL_WORK_DIR" not in without.env  # the image's default (/workspace, pod-local) then
 
 
+def test_a_stopped_job_has_the_trainers_stop_reserve_before_sigkill() -> None:
+    for reserve in (600, 900):
+        _, cluster = _cluster(**{"trainer.stop_reserve_s": reserve})
+        for group in [cluster["spec"]["headGroupSpec"], *cluster["spec"]["workerGroupSpecs"]]:
+            # Ray's job supervisor waits this long after SIGTERM (its default: 3 s, too short to merge)
+            assert _env(group["template"])["RAY_JOB_STOP_WAIT_TIME_S"] == str(reserve)
+
+
 def test_verl_checkpoints_land_in_the_rendered_work_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

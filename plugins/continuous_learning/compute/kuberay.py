@@ -580,6 +580,9 @@ def cluster_spec_from_settings(
     (its run key): the trainer keeps VeRL's data, checkpoints and merge there, where every node sees them.
     """
     k = settings.kuberay
+    # a stopped job (the task killed or marked failed) gets SIGTERM, then this long before SIGKILL (Ray's
+    # default is 3 s): enough for the trainer to merge its latest checkpoint (trainer.stop_reserve_s)
+    env = {**env, "RAY_JOB_STOP_WAIT_TIME_S": str(int(settings.trainer.stop_reserve_s))}
     if k.fsx_claim:
         env = {**env, "CL_WORK_DIR": fsx_work_dir(k.fsx_mount_path, labels, name)}
     return RayClusterSpec(
