@@ -1,6 +1,7 @@
 """Ingest benchmark: our ingest + dataset build against the raw-parse floor and a pandas peer.
 
 Usage: .venv/bin/python benchmarks/ingest/run.py [--records 1000000] [--scale 10] [--workdir /tmp/cl-bench]
+       [--before REV]
 
 In one run, on the same generated day (no malformed lines, since neither pyarrow's nor pandas' JSON
 reader survives one; duplicates and PII are there):
@@ -91,12 +92,14 @@ class Run:
         return self.records / self.seconds
 
 
-def timed(code: str, *args: str) -> Run:
-    """Wall time, peak RSS, records and CPU of `python -c code args` in its own process."""
+def timed(code: str, *args: str, pythonpath: str | None = None) -> Run:
+    """Wall time, peak RSS, records and CPU of `python -c code args` in its own process (with
+    ``pythonpath`` first on its path, if given)."""
+    env = dict(os.environ, PYTHONPATH=pythonpath) if pythonpath else None
     busy = _busy_seconds()
     out = subprocess.run(
         ["/usr/bin/time", "-f", "%e %M %U %S", sys.executable, "-c", code, *args],
-        capture_output=True, text=True, check=True,
+        capture_output=True, text=True, check=True, env=env,
     )  # fmt: skip
     busy = _busy_seconds() - busy
     seconds, kib, user, system = out.stderr.strip().splitlines()[-1].split()
@@ -124,12 +127,26 @@ def generate(workdir: Path, records: int) -> None:
     )
 
 
+def _export_plugins(rev: str, workdir: Path) -> str:
+    """plugins/ as of git revision ``rev``, written under ``workdir``; the path to put first."""
+    target = workdir / "before"
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    root = HERE.parent.parent
+    archive = subprocess.run(["git", "archive", rev, "plugins"], cwd=root, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    return str(target / "plugins")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--scale", type=int, default=10)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/cl-bench"))
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md", help="the file to write")
+    parser.add_argument(
+        "--before", metavar="REV", help="also run ours with plugins/ of this git revision, right after ours"
+    )
     args = parser.parse_args()
     one = args.workdir / "x1"
     print(f"generating the 1x day ({args.records:,} interactions)", flush=True)
@@ -139,6 +156,14 @@ def main() -> int:
                               ("ours: ingest + dataset build", OURS, ["2026-11-01"])]:  # fmt: skip
         print(f"running {name}", flush=True)
         results[name] = timed(code, str(one), *extra)
+        print(f"  {results[name]}", flush=True)
+    if args.before:
+        shutil.rmtree(one / "data", ignore_errors=True)  # ingest again from scratch, not onto ours' output
+        name = f"ours before ({args.before})"
+        print(f"running {name}", flush=True)
+        results[name] = timed(
+            OURS, str(one), "2026-11-01", pythonpath=_export_plugins(args.before, args.workdir)
+        )
         print(f"  {results[name]}", flush=True)
     shutil.rmtree(one, ignore_errors=True)
     big = args.workdir / f"x{args.scale}"
