@@ -5,6 +5,7 @@ arrived since, and backfill runs announce no reward data, so no training run per
 from __future__ import annotations
 
 import json
+import time
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -56,7 +57,13 @@ def test_backfill_rewrites_days_with_late_feedback_and_announces_nothing(tmp_pat
             # the API server (the CLI writing to SQLite beside a running scheduler can hit "database is locked").
             body = {"dag_id": DAG_ID, "from_date": f"{DAY}T00:00:00Z", "to_date": f"{DAY + timedelta(days=1)}T00:00:00Z",
                     "reprocess_behavior": reprocess, "max_active_runs": 2, "run_backwards": False, "dag_run_conf": {}}  # fmt: skip
-            status, answer = server.api("POST", "/backfills", body)
+            # Airflow answers 503 "Database is locked" while the scheduler holds SQLite's write lock: a
+            # transient answer of SQLite (not of the backfill), asked again until the lock is free
+            for _ in range(30):
+                status, answer = server.api("POST", "/backfills", body)
+                if not (status == 503 and "locked" in str(answer)):
+                    break
+                time.sleep(2)
             assert status == 200, answer
 
         def runs_succeeded() -> bool:
