@@ -64,8 +64,12 @@ def test_task_marked_failed_through_the_api_stops_the_job_and_tears_down(rehears
     assert run["state"] == "failed", states
     assert states["train_candidate"] == "failed" and states["delete_ray_cluster"] == "success", states
     assert states["evaluate"] == "upstream_failed", states
-    job = _one_training_job(prod, run_id)
-    assert job["status"] == "STOPPED", job  # the trigger's on_kill deleted the RayJob; KubeRay stopped it
+    # the trigger's on_kill deleted the RayJob and KubeRay stopped the Ray job: the trainer got SIGTERM and
+    # stops gracefully (latest checkpoint merged) within RAY_JOB_STOP_WAIT_TIME_S, so wait for the stop to end
+    job = prod.airflow.wait_for(
+        lambda: (j := _one_training_job(prod, run_id))["status"] != "RUNNING" and j, 300, "the job to stop"
+    )
+    assert job["status"] == "STOPPED", job
 
 
 def test_triggerer_killed_during_the_wait_a_new_one_takes_over(rehearsed: Prod) -> None:
