@@ -171,32 +171,49 @@ def make_interaction(
         "outcome": {"task_success": correct if rng.random() < 0.7 else None, "error": None},
         "client": rng.choice(["web", "ios", "android"]),  # an unlisted field: kept as metadata
     }
+    right = {"role": "assistant", "content": None, "tool_calls": [tool_call("c1", name, args)]}
+    inline, late = user_feedback(
+        rng, ts, interaction_id, correct, right, positive_share=0.75, negative_share=0.85
+    )
+    if inline:
+        record["feedback"] = inline
+    return record, late
+
+
+def user_feedback(
+    rng: random.Random,
+    ts: datetime,
+    interaction_id: str,
+    correct: bool,
+    right_answer: dict[str, Any],
+    *,
+    positive_share: float,
+    negative_share: float,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Users' feedback on one answer (inline) and reviewers' corrections (late, holding ``right_answer``): a
+    right answer draws a thumbs-up or good rating ``positive_share`` of the time, a wrong one a thumbs-down
+    ``negative_share`` of the time and then, 70% of the time, a correction the same day or up to two days later."""
     inline: list[dict[str, Any]] = []
     late: list[dict[str, Any]] = []
     roll = rng.random()
     fb_ts = (ts + timedelta(minutes=rng.randrange(1, 120))).isoformat()
-    if correct and roll < 0.75:
+    if correct and roll < positive_share:
         kind = rng.choice(["thumbs", "rating"])
         value = 1 if kind == "thumbs" else rng.choice([4, 5])
         inline.append({"timestamp": fb_ts, "type": kind, "value": value, "source": "user"})
-    elif not correct and roll < 0.85:
+    elif not correct and roll < negative_share:
         inline.append({"timestamp": fb_ts, "type": "thumbs", "value": -1, "source": "user"})
         if rng.random() < 0.7:
-            correction = {
-                "interaction_id": interaction_id,
-                "timestamp": (ts + timedelta(days=rng.choice([0, 1, 1, 2]))).isoformat(),
-                "type": "correction",
-                "content": {
-                    "role": "assistant",
-                    "content": None,
-                    "tool_calls": [tool_call("c1", name, args)],
-                },
-                "source": "reviewer",
-            }
-            late.append(correction)
-    if inline:
-        record["feedback"] = inline
-    return record, late
+            late.append(
+                {
+                    "interaction_id": interaction_id,
+                    "timestamp": (ts + timedelta(days=rng.choice([0, 1, 1, 2]))).isoformat(),
+                    "type": "correction",
+                    "content": right_answer,
+                    "source": "reviewer",
+                }
+            )
+    return inline, late
 
 
 def malformed_lines(rng: random.Random, good: dict[str, Any]) -> list[str]:

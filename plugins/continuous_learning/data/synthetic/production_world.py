@@ -21,6 +21,7 @@ from continuous_learning.data.synthetic.default_world import (
     TOPICS,
     function_tool,
     tool_call,
+    user_feedback,
 )
 
 # --- The production world ------------------------------------------------------------------------------
@@ -599,26 +600,15 @@ def make_production_interaction(
     usual = _usual_answer(request)
     if usual != answer:  # the agent's usual answer, where the logged one is not it
         record["usual_answer"] = [{"name": name, "arguments": args} for name, args in usual]
-    inline: list[dict[str, Any]] = []
-    late: list[dict[str, Any]] = []
-    roll = rng.random()
-    fb_ts = (ts + timedelta(minutes=rng.randrange(1, 120))).isoformat()
-    if correct and roll < 0.55:
-        kind = rng.choice(["thumbs", "rating"])
-        value = 1 if kind == "thumbs" else rng.choice([4, 5])
-        inline.append({"timestamp": fb_ts, "type": kind, "value": value, "source": "user"})
-    elif not correct and roll < 0.8:
-        inline.append({"timestamp": fb_ts, "type": "thumbs", "value": -1, "source": "user"})
-        if rng.random() < 0.7:  # a reviewer writes the right calls, the same day or up to two days later
-            late.append(
-                {
-                    "interaction_id": interaction_id,
-                    "timestamp": (ts + timedelta(days=rng.choice([0, 1, 1, 2]))).isoformat(),
-                    "type": "correction",
-                    "content": _calls_message(request.calls),
-                    "source": "reviewer",
-                }
-            )
+    inline, late = user_feedback(
+        rng,
+        ts,
+        interaction_id,
+        correct,
+        _calls_message(request.calls),
+        positive_share=0.55,
+        negative_share=0.8,
+    )
     if inline:
         record["feedback"] = inline
     return record, late
