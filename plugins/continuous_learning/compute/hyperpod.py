@@ -11,11 +11,11 @@ back to it whatever attempt scaled and whatever attempt releases.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from continuous_learning.contracts import CapacityPlanRef
 from pydantic import BaseModel, ConfigDict, Field
 
 WAITERS_PATH = Path(__file__).parent / "waiters" / "sagemaker.json"
@@ -52,30 +52,18 @@ def gpu_class_of(instance_type: str | None) -> str | None:
     return GPU_CLASS_BY_FAMILY.get(parts[1]) if len(parts) == 3 and parts[0] == "ml" else None
 
 
-@dataclass(frozen=True)
-class CapacityPlan:
-    """What to do so that ``instance_group`` has ``required`` nodes, and how to undo it."""
+class CapacityPlan(CapacityPlanRef):
+    """What to do so that ``instance_group`` has ``required`` nodes, and how to undo it (the fields are the
+    contract's ``CapacityPlanRef``, which the create task hands to the teardown)."""
 
-    cluster_name: str
-    instance_group: str
-    required: int
-    current: int
-    target: int
-    action: Action
-    scale_to: int | None
-    original_count: int
-    training_plan_arn: str | None
-    autoscaling_managed: bool
-    eks_cluster_arn: str | None
-    instance_type: str | None = None
-    gpu_class: str | None = None
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     @property
     def scaled_up(self) -> bool:
         return self.action == "scale" and (self.scale_to or 0) > self.original_count
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self.model_dump()
 
 
 def _group(describe: dict[str, Any], name: str) -> dict[str, Any]:
