@@ -30,6 +30,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 NOTES = "<!-- notes: kept when run.py rewrites the tables above -->"
 
+
+def write_results(path: Path, lines: list[str]) -> None:
+    """Write the tables, keeping what stands below the NOTES marker, and print them."""
+    previous = path.read_text() if path.exists() else ""
+    notes = previous[previous.index(NOTES) :] if NOTES in previous else NOTES + "\n"
+    path.write_text("\n".join(lines) + "\n" + notes)
+    print("\n".join(lines))
+
+
 FLOOR = """
 import glob, sys
 import pyarrow as pa, pyarrow.json as pj
@@ -202,10 +211,7 @@ def main() -> int:
         "run's own), in cores out of the machine's; the ratios above hold only for these conditions.",
         "",
     ]
-    previous = args.results.read_text() if args.results.exists() else ""
-    notes = previous[previous.index(NOTES) :] if NOTES in previous else NOTES + "\n"
-    args.results.write_text("\n".join(lines) + "\n" + notes)
-    print("\n".join(lines))
+    write_results(args.results, lines)
     return 0
 
 

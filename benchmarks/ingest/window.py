@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from benchmarks.ingest.run import NOTES, Run, timed
+from benchmarks.ingest.run import Run, timed, write_results
 
 HERE = Path(__file__).resolve().parent
 START = "2026-11-01"
@@ -149,10 +149,7 @@ def main() -> int:
         f" {'yes' if ours_all.rss_mib / ours_one.rss_mib <= 1.5 else 'no'} |",
         "",
     ]
-    previous = args.results.read_text() if args.results.exists() else ""
-    notes = previous[previous.index(NOTES) :] if NOTES in previous else NOTES + "\n"
-    args.results.write_text("\n".join(lines) + "\n" + notes)
-    print("\n".join(lines))
+    write_results(args.results, lines)
     return 0
 
 
