@@ -45,14 +45,14 @@ _PIECES = [
 def test_shortcuts_never_change_a_result() -> None:
     """The fast path (substring tests, per-rule pre-checks, the clean-text cache) against the plain
     reference path on random texts built from PII pieces, look-alikes and Unicode case-folding traps."""
-    from continuous_learning.data.pii import _TRIGGER, _triggers
+    from continuous_learning.data.pii.rules import TRIGGER, triggers
 
     rng = random.Random(7)
     texts = ["".join(rng.choice(_PIECES) for _ in range(rng.randrange(0, 12))) for _ in range(4000)]
     fast = Redactor()
     fast.found = []
     for text in texts + texts[:500]:  # repeats go through the cache
-        assert _triggers(text) == bool(_TRIGGER.search(text)), text
+        assert triggers(text) == bool(TRIGGER.search(text)), text
         before, seen = fast.counts.copy(), len(fast.found)
         reference = Redactor()
         reference.found = []
@@ -233,27 +233,27 @@ def test_phone_digit_bound_holds_for_every_country_code() -> None:
     """The international bound the phone shortcut relies on, recomputed from the metadata of every
     country code (a phonenumbers upgrade with shorter numbers fails here), and the bounds it gives."""
     import phonenumbers
-    from continuous_learning.data.pii import (
-        _INTERNATIONAL_PHONE_DIGITS,
-        _fewest_phone_digits,
-        _inserted_digits,
-        _region_lengths,
+    from continuous_learning.data.pii.phones import (
+        INTERNATIONAL_PHONE_DIGITS,
+        fewest_phone_digits,
+        inserted_digits,
+        region_lengths,
     )
 
     fewest = min(
         len(str(code))
-        + min(length for region in regions for length in _region_lengths(code, region))
+        + min(length for region in regions for length in region_lengths(code, region))
         - max(
-            _inserted_digits(metadata.national_prefix_transform_rule)
+            inserted_digits(metadata.national_prefix_transform_rule)
             for region in regions
             if (metadata := phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(code, region))
         )
         for code, regions in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.items()
     )
-    assert fewest >= _INTERNATIONAL_PHONE_DIGITS
-    assert _inserted_digits("1481\\1") == 4 and _inserted_digits("9\\1") == 1 and _inserted_digits(None) == 0
-    assert _fewest_phone_digits("US") == _fewest_phone_digits("GB") == 5
-    assert _fewest_phone_digits("GG") < 5  # its transform rule adds 4 digits to a 6-digit local number
+    assert fewest >= INTERNATIONAL_PHONE_DIGITS
+    assert inserted_digits("1481\\1") == 4 and inserted_digits("9\\1") == 1 and inserted_digits(None) == 0
+    assert fewest_phone_digits("US") == fewest_phone_digits("GB") == 5
+    assert fewest_phone_digits("GG") < 5  # its transform rule adds 4 digits to a 6-digit local number
     # The shortest numbers found: "+43 1 ..." style with 6 digits is above the bound; 4 digits never are.
     redactor = Redactor()
     assert redactor.redact("call +44 20 7946 0958 at 18:00") == "call <PHONE> at 18:00"
@@ -265,11 +265,11 @@ def test_every_labelled_and_found_phone_passes_the_digit_shortcut() -> None:
     regions included), has at least the digits the shortcut asks of a default region."""
     import re
 
-    from continuous_learning.data.pii import _fewest_phone_digits
+    from continuous_learning.data.pii.phones import fewest_phone_digits
 
     from benchmarks.pii.evaluate import LABELLED, load_chat_set
 
-    needed = max(_fewest_phone_digits(region) for region in Redactor().phone_regions)
+    needed = max(fewest_phone_digits(region) for region in Redactor().phone_regions)
     texts = [example.text for example in load_chat_set()]
     phones = [
         example.text[start:end]
