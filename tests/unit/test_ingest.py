@@ -248,26 +248,26 @@ def test_spill_files_give_each_shard_its_rows_in_order(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     import pyarrow as pa
-    from continuous_learning.data import ingest
+    from continuous_learning.data.ingest import spill
 
-    monkeypatch.setattr(ingest, "_SPILL_BUFFER_BYTES", 50)  # many flushes
+    monkeypatch.setattr(spill, "SPILL_BUFFER_BYTES", 50)  # many flushes
     schema = pa.schema([("value", pa.int64())])
-    writer = ingest._SpillWriter(tmp_path / "spill.arrow", schema, shards=5)
+    writer = spill.SpillWriter(tmp_path / "spill.arrow", schema, shards=5)
     rows = [(value * 7 % 5, value) for value in range(200)]
     for row in rows:
         writer.add(row, 3)
     path = writer.close()
     assert path is not None
     for shard in range(5):
-        table = ingest._read_shard([path, path], shard, 5, schema)
+        table = spill.read_shard([path, path], shard, 5, schema)
         expected = [value for s, value in rows if s == shard]
         assert table.column("value").to_pylist() == expected * 2
 
 
 def test_a_file_that_changes_during_ingest_is_an_error(tmp_path: Path) -> None:
-    from continuous_learning.data.ingest import Chunk, _reread_lines
+    from continuous_learning.data.ingest import Chunk, reread_lines
 
     _write(tmp_path, "a.jsonl", _lines([_record(1), _record(2)]))
     chunk = Chunk(f"file://{tmp_path}/raw/dt={DAY}/a.jsonl", 0)
     with pytest.raises(IngestError, match="changed while it was being ingested"):
-        _reread_lines(chunk, {2: "0" * 64})
+        reread_lines(chunk, {2: "0" * 64})
