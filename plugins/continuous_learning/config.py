@@ -265,6 +265,75 @@ class AlertSettings(_Section):
     subject_prefix: str = Field("[continuous-learning]", max_length=40)
 
 
+class SageMakerServingSettings(_Section):
+    """A SageMaker real-time endpoint (``serving.target = sagemaker``), updated blue/green with a canary.
+
+    The model package mirrored at promotion gets an InferenceSpecification with ``image`` and the model's
+    S3 folder, so it is deployable. Each deployment creates a Model and an EndpointConfig named for the
+    version and registry revision, then creates or updates ``endpoint_name`` with a DeploymentConfig: a
+    canary of ``canary_percent`` of capacity for ``canary_wait_s``, then the rest; any of ``alarms`` in
+    ALARM during the shift rolls the endpoint back (SageMaker's deployment guardrails), and again
+    during ``bake_s`` after it (checked by the operator itself).
+    """
+
+    endpoint_name: str = Field("continuous-learning-agent", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+    image: str | None = Field(None, description="inference container image (e.g. an SGLang or LMI image in ECR)")
+    execution_role_arn: str | None = Field(None, pattern=r"^arn:aws[a-z-]*:iam::")
+    instance_type: str = "ml.g6e.2xlarge"
+    instance_count: int = Field(1, ge=1, le=100)
+    variant_name: str = "AllTraffic"
+    environment: dict[str, str] = Field(default_factory=dict, description="the container's environment")
+    canary_percent: int = Field(10, ge=1, le=99, description="capacity share of the canary step")
+    canary_wait_s: int = Field(600, ge=0, le=3600, description="bake time of the canary before the rest")
+    termination_wait_s: int = Field(300, ge=0, le=3600, description="old fleet kept this long after the shift")
+    alarms: list[str] = Field(default_factory=list, description="CloudWatch alarms that roll back a deployment")
+    bake_s: int = Field(0, ge=0, description="after the shift, alarms are watched this long before success")
+    wait_timeout_s: int = Field(7200, gt=0)
+    poll_interval_s: float = Field(30.0, gt=0)
+
+
+class SGLangServingSettings(_Section):
+    """An SGLang Deployment on the EKS cluster (``serving.target = sglang``), rolled to new weights.
+
+    Rolling update (``maxUnavailable 0``): new pods must pass SGLang's readiness probe before old ones go;
+    a rollout that does not become ready within ``progress_deadline_s`` is rolled back to the previous
+    pod template. A LoRA version whose base model already serves is loaded into the running pods through
+    SGLang's ``/load_lora_adapter`` (no restart) when ``lora_hot_load`` is on and the adapter is on a path
+    the pods mount.
+    """
+
+    namespace: str = Field("serving", min_length=1)
+    deployment_name: str = Field("agent-sglang", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    image: str = "lmsysorg/sglang:v0.5.12-cu129"
+    downloader_image: str = Field("public.ecr.aws/aws-cli/aws-cli:2.22.0", description="copies s3:// weights")
+    service_account: str | None = "sglang-serving"
+    replicas: int = Field(1, ge=1, le=64)
+    gpus: int = Field(1, ge=0, le=16)
+    tensor_parallel: int = Field(1, ge=1, le=16)
+    port: int = Field(30000, ge=1, le=65535)
+    shared_claim: str | None = Field(None, description="PersistentVolumeClaim with the models (e.g. FSx)")
+    shared_mount_path: str = "/fsx"
+    extra_args: list[str] = Field(default_factory=list)
+    lora_hot_load: bool = True
+    max_lora_rank: int = Field(64, ge=1)
+    progress_deadline_s: int = Field(1800, ge=10)
+    wait_timeout_s: int = Field(3600, gt=0)
+    poll_interval_s: float = Field(15.0, gt=0)
+
+
+class ServingSettings(_Section):
+    """Where ``deploy_production`` hands the production model (``none``: nobody is told)."""
+
+    target: Literal["none", "sagemaker", "sglang"] = "none"
+    aws_conn_id: str = "aws_default"
+    region_name: str | None = None
+    kubernetes_conn_id: str | None = Field(None, description="explicit Kubernetes connection (in-cluster too)")
+    eks_cluster_name: str | None = Field(None, description="else the EKS cluster reached through aws_conn_id")
+    deferrable: bool = True
+    sagemaker: SageMakerServingSettings = SageMakerServingSettings()
+    sglang: SGLangServingSettings = SGLangServingSettings()
+
+
 class _EnvironmentFileSource(PydanticBaseSettingsSource):
     """The settings document below overrides and environment variables.
 
@@ -340,6 +409,7 @@ class Settings(BaseSettings):
     hyperpod: HyperPodSettings = HyperPodSettings()
     kuberay: KubeRaySettings = KubeRaySettings()
     alerts: AlertSettings = AlertSettings()
+    serving: ServingSettings = ServingSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -409,3 +409,35 @@ def read_cluster_ref(
         return _CLUSTER_REF.validate_python(dict(document))
     except (ValidationError, TypeError, ValueError) as exc:
         raise ContractError(f"not a valid cluster reference ({document!r}): {exc}") from None
+
+
+# ------------------------------------------------------------------ the production model, to serving
+
+
+class ProductionModelEvent(BaseModel):
+    """The ``continuous_learning.production_model`` Asset event's ``extra``: which model now serves.
+
+    ``promote`` and ``model_rollback`` emit it; ``deploy_production`` reads it and deploys ``model_uri``
+    (or, for a LoRA version whose base is already served, loads ``adapter_uri`` without a restart).
+    ``revision`` is the ``production`` alias revision that made this version production: a deployment
+    of a lower revision than the one serving is superseded.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    schema_version: Literal[1] = 1
+    version: str = Field(pattern=r"^v\d+$")
+    model_uri: str
+    revision: int = Field(ge=1)
+    previous_version: str | None = None
+    reason: str = ""
+    run_id: str | None = None
+    adapter_uri: str | None = Field(None, description="LoRA versions: the adapter beside the merged model")
+    base_model_uri: str | None = Field(None, description="LoRA versions: the model the adapter applies to")
+    sagemaker_model_package_arn: str | None = None
+
+    @classmethod
+    def from_extra(cls, extra: Mapping[str, Any]) -> ProductionModelEvent:
+        try:
+            return cls.model_validate(dict(extra))
+        except ValidationError as exc:
+            raise ContractError(f"not a valid production-model event ({dict(extra)!r}): {exc}") from None
