@@ -11,9 +11,10 @@ stamp "host: $(nvidia-smi -L | wc -l) x $(nvidia-smi --query-gpu=name,driver_ver
 IN=${LOOP_IN:-/tmp/in}
 mkdir -p /tmp/site && tar -xJf "$IN/site.tar.xz" -C /tmp/site || { stamp "extract failed"; touch "$B/DONE"; exit 1; }
 for w in "$IN"/extra/*.whl; do python3 -m zipfile -e "$w" /tmp/site; done
-# TRL 1.16 (the image lock's) has no trl.experimental.ppo: VeRL 0.9.1's monkey patch fails in its workers
-# whenever TRL is importable. TRL stays visible to import-model (the imitation) only.
-mkdir -p /tmp/site-trl && mv /tmp/site/trl /tmp/site/trl-*.dist-info /tmp/site-trl/
+# The bundle ships no bytecode: compile it while day 0 imports the model, so VeRL's many worker processes
+# do not each compile the same modules at start-up.
+(python3 -m compileall -q -j 8 /tmp/site >"$L/compileall.log" 2>&1; stamp "bytecode compiled") &
+# TRL stays importable, as in the image: the lock's TRL 1.12.0 has what VeRL 0.9.1's worker-init monkey patch imports.
 python3 -c "import sys, torch, verl, sglang, transformers, pydantic_settings; print(sys.version.split()[0], torch.__version__, verl.__version__, sglang.__version__, transformers.__version__)" | tee "$L/versions.txt"
 nvidia-smi --query-gpu=timestamp,index,utilization.gpu,memory.used --format=csv,noheader,nounits -lms 2000 >"$L/gpu.csv" &
 # The Ray cluster the trainer's jobs run in (the trainer joins it with RAY_ADDRESS=auto, as in a RayJob).
@@ -22,7 +23,7 @@ eval "$RAY start --head --num-gpus=$(nvidia-smi -L | wc -l) --disable-usage-stat
   { stamp "ray start failed"; tail -5 "$L/ray-start.log"; touch "$B/DONE"; exit 1; }
 stamp "loop: ${LOOP_ARGS:-}"
 # shellcheck disable=SC2086
-CL_HOME="$IN/loop" python3 benchmarks/gpu/loop.py --logs "$L" --gguf "$IN/model.gguf" --import-extra-path /tmp/site-trl ${LOOP_ARGS:-} >"$L/loop.out" 2>&1
+CL_HOME="$IN/loop" python3 benchmarks/gpu/loop.py --logs "$L" --gguf "$IN/model.gguf" ${LOOP_ARGS:-} >"$L/loop.out" 2>&1
 stamp "loop rc $?"
 eval "$RAY stop" >>"$L/ray-start.log" 2>&1
 touch "$B/DONE"

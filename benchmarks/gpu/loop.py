@@ -79,6 +79,9 @@ def settings_for(args: argparse.Namespace) -> Settings:
             "model.lora.enabled": args.lora,
             "dataset.lookback_days": args.lookback,
             "evaluation.max_prompts": args.max_eval_prompts,
+            # the trainer stops itself (latest checkpoint merged) a minute before the loop's SIGTERM
+            "compute.job_timeout_s": args.train_timeout,
+            "trainer.stop_reserve_s": 75,
             # the gate as prod.toml sets it
             "evaluation.margin": 0.005,
             "evaluation.confidence": 0.95,
@@ -160,6 +163,18 @@ def model_means(scores_uri: str, ids: set[str] | None = None) -> dict[str, float
     return {m: round(sum(v) / len(v), 4) for m, v in out.items()}
 
 
+def carried_scores(cached: pa.Table, model: str, fresh_uri: str, out_uri: str) -> str:
+    """The day's scores: the candidate's fresh rows plus ``model``'s rows from the evaluation that scored it
+    (greedy decoding of the same weights on the same fixed set: a second run would repeat them)."""
+    fresh = read_parquet(fresh_uri)
+    rows = cached.filter(pc.equal(cached["model"], model))
+    rows = rows.set_column(rows.schema.get_field_index("model"), "model", pa.array(["production"] * len(rows)))
+    buffer = io.BytesIO()
+    pq.write_table(pa.concat_tables([rows.cast(fresh.schema), fresh]), buffer)
+    storage.write_bytes(out_uri, buffer.getvalue())
+    return out_uri
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--logs", required=True)
@@ -178,6 +193,7 @@ def main() -> None:
     ap.add_argument("--engine", choices=["verl", "cpu"], default="verl", help="cpu: a dry run of the driver")
     ap.add_argument("--max-eval-prompts", type=int, default=4000)
     ap.add_argument("--train-timeout", type=int, default=420)
+    ap.add_argument("--checkpoint-every", type=int, default=0, help="steps between checkpoints (0: the last step)")
     ap.add_argument("--import-extra-path", default=None,
                     help="PYTHONPATH entries for import-model only (TRL, which VeRL 0.9.1's workers must not see)")  # fmt: skip
     ap.add_argument("--extra-override", action="append", default=[], help="appended VeRL Hydra overrides")
@@ -220,6 +236,7 @@ def main() -> None:
     gate_config = GateConfig(
         margin=e.margin, confidence=e.confidence, resamples=e.bootstrap_resamples, seed=e.seed
     )
+    scored: dict[str, tuple[pa.Table, str]] = {}  # production version -> (scores, its model label there)
     for n, day in enumerate(days, start=1):
         production = registry.alias("production")
         assert production is not None
@@ -239,7 +256,7 @@ def main() -> None:
                     ),
                     "verl": VerlOptions(work_dir=work, extra_overrides=list(args.extra_override)),
                     "hyperparameters": spec.hyperparameters.model_copy(
-                        update={"checkpoint_every": args.steps}
+                        update={"checkpoint_every": args.checkpoint_every or args.steps}
                     ),
                 }
             )
@@ -256,13 +273,21 @@ def main() -> None:
         if trained.status not in ("succeeded", "stopped") or not trained.model_uri:
             continue
 
-        eval_uri = write_eval_spec(settings, fixed, {"production": prod.model_uri, "candidate": trained.model_uri},
-                                   f"{run_id}-eval", tool_call_format=fmt)  # fmt: skip
+        cached = scored.get(prod.version)
+        models = {"candidate": trained.model_uri}
+        if cached is None:
+            models["production"] = prod.model_uri
+        eval_uri = write_eval_spec(settings, fixed, models, f"{run_id}-eval", tool_call_format=fmt)
         rc, seconds = run_trainer("evaluate", eval_uri, logs / f"{run_id}-eval.log", 600)
         if rc != 0:
             log.record("evaluate", day=n, rc=rc, seconds=round(seconds, 1))
             continue
         evaluation = EvalResult.model_validate(last_json(logs / f"{run_id}-eval.log"))
+        if cached is not None:
+            scores_uri = carried_scores(cached[0], cached[1], evaluation.scores_uri,
+                                        storage.join(run_paths(settings, run_id).root, "scores-with-production.parquet"))  # fmt: skip
+            evaluation = evaluation.model_copy(update={"scores_uri": scores_uri})
+        scores = read_parquet(evaluation.scores_uri)
         day_ids = test_ids(dataset)
         gate_scores = scores_subset(evaluation.scores_uri, day_ids,
                                     storage.join(run_paths(settings, run_id).root, "gate-scores.parquet"))  # fmt: skip
@@ -273,10 +298,12 @@ def main() -> None:
                                           metrics=trained.metrics)  # fmt: skip
             registry.promote(candidate.version, " ".join(decision.reasons), run_id, production.revision)
             promoted = candidate.version
+        scored[promoted or prod.version] = (scores, "candidate" if promoted else "production")
         fixed_means = model_means(evaluation.scores_uri)
         log.record("evaluate", day=n, seconds=round(seconds, 1), fixed_set=fixed_means,
                    day_set=model_means(evaluation.scores_uri, day_ids),
                    tool_call_validity=evaluation.tool_call_validity, prompts=evaluation.prompts,
+                   production_scores="carried" if cached is not None else "evaluated",
                    gate=decision.as_dict(), promoted=promoted,
                    production_after=fixed_means["candidate" if promoted else "production"])  # fmt: skip
     log.record("done", registry=registry.summary())
