@@ -168,7 +168,9 @@ def carried_scores(cached: pa.Table, model: str, fresh_uri: str, out_uri: str) -
     (greedy decoding of the same weights on the same fixed set: a second run would repeat them)."""
     fresh = read_parquet(fresh_uri)
     rows = cached.filter(pc.equal(cached["model"], model))
-    rows = rows.set_column(rows.schema.get_field_index("model"), "model", pa.array(["production"] * len(rows)))
+    rows = rows.set_column(
+        rows.schema.get_field_index("model"), "model", pa.array(["production"] * len(rows))
+    )
     buffer = io.BytesIO()
     pq.write_table(pa.concat_tables([rows.cast(fresh.schema), fresh]), buffer)
     storage.write_bytes(out_uri, buffer.getvalue())
@@ -193,7 +195,9 @@ def main() -> None:
     ap.add_argument("--engine", choices=["verl", "cpu"], default="verl", help="cpu: a dry run of the driver")
     ap.add_argument("--max-eval-prompts", type=int, default=4000)
     ap.add_argument("--train-timeout", type=int, default=420)
-    ap.add_argument("--checkpoint-every", type=int, default=0, help="steps between checkpoints (0: the last step)")
+    ap.add_argument(
+        "--checkpoint-every", type=int, default=0, help="steps between checkpoints (0: the last step)"
+    )
     ap.add_argument("--import-extra-path", default=None,
                     help="PYTHONPATH entries for import-model only (TRL, which VeRL 0.9.1's workers must not see)")  # fmt: skip
     ap.add_argument("--extra-override", action="append", default=[], help="appended VeRL Hydra overrides")
