@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_MODEL ?= tiny
 
-.PHONY: demo test lint typecheck unit integration venv clean trainer-tools infra-tools browser-tools deploy-tools
+.PHONY: demo test lint typecheck unit integration venv clean trainer-tools infra-tools browser-tools deploy-tools tracking-tools
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-models.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,7 +46,10 @@ deploy-tools:  ## Debian's PostgreSQL for tests/deploy (the rehearsal starts its
 	  { test -e /etc/postgresql-common/createcluster.conf || echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf; } && \
 	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql)
 
-test: lint typecheck trainer-tools infra-tools browser-tools deploy-tools
+tracking-tools:  ## the MLflow server tests/tracking starts (own venv under .tools/, pinned by tests/tracking/mlflow-server-requirements.txt)
+	bash tests/tracking/install-mlflow-server.sh
+
+test: lint typecheck trainer-tools infra-tools browser-tools deploy-tools tracking-tools
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest
 
 clean:

@@ -334,6 +334,27 @@ class ServingSettings(_Section):
     sglang: SGLangServingSettings = SGLangServingSettings()
 
 
+class TrackingSettings(_Section):
+    """The experiment tracker (MLflow): each training run's params, per-step metrics, gate and report.
+
+    Off (``enabled = false``): nothing is sent anywhere and no MLflow call is made."""
+
+    enabled: bool = Field(False, description="send runs to the MLflow server at tracking_uri")
+    tracking_uri: str | None = Field(
+        None,
+        pattern=r"^(https?://|arn:aws[a-z-]*:sagemaker:)",
+        description="the MLflow server (http://mlflow:5000), or a SageMaker managed MLflow ARN",
+    )
+    experiment: str = Field("continuous-learning", min_length=1, max_length=200)
+    request_timeout_s: int = Field(30, ge=1, le=600, description="each HTTP call to the server")
+
+    @model_validator(mode="after")
+    def _uri_when_enabled(self) -> TrackingSettings:
+        if self.enabled and not self.tracking_uri:
+            raise ValueError("tracking.enabled needs tracking.tracking_uri (e.g. http://127.0.0.1:5000)")
+        return self
+
+
 class _EnvironmentFileSource(PydanticBaseSettingsSource):
     """The settings document below overrides and environment variables.
 
@@ -410,6 +431,7 @@ class Settings(BaseSettings):
     kuberay: KubeRaySettings = KubeRaySettings()
     alerts: AlertSettings = AlertSettings()
     serving: ServingSettings = ServingSettings()
+    tracking: TrackingSettings = TrackingSettings()
 
     @classmethod
     def settings_customise_sources(

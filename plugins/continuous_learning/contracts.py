@@ -169,6 +169,24 @@ class VerlOptions(BaseModel):
     extra_overrides: list[str] = Field(default_factory=list, description="appended Hydra overrides")
 
 
+class TrackingRef(BaseModel):
+    """The MLflow run a training job reports to (``RunSpec.tracking``; None: tracking is off). The trainer
+    passes it to the engine's own logger as ``MLFLOW_TRACKING_URI`` / ``MLFLOW_RUN_ID``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    tracking_uri: str = Field(min_length=1)
+    experiment: str = Field(min_length=1)
+    run_id: str = Field(min_length=1, description="the MLflow run's id (not the Airflow run id)")
+
+    def environment(self) -> dict[str, str]:
+        """The environment MLflow's clients (VeRL's ``mlflow`` logger, TRL's callback) read."""
+        return {
+            "MLFLOW_TRACKING_URI": self.tracking_uri,
+            "MLFLOW_EXPERIMENT_NAME": self.experiment,
+            "MLFLOW_RUN_ID": self.run_id,
+        }
+
+
 class RunSpec(_Document):
     schema_version: Literal[1] = 1
     run_id: str = Field(min_length=1)
@@ -186,6 +204,7 @@ class RunSpec(_Document):
     lora: LoraOptions = LoraOptions()
     resume: bool = True
     verl: VerlOptions = VerlOptions()
+    tracking: TrackingRef | None = None
 
 
 class TrainResult(_Document):
