@@ -186,6 +186,33 @@ class ModelRegistry:
             raise RegistryError(f"{target} is already production; nothing to roll back")
         return self.promote(target, f"rollback: {reason}", run_id, expected_revision=current.revision)
 
+    def moved_by(self, run_id: str, alias: str = "production") -> AliasRevision | None:
+        """The alias's current revision when ``run_id`` made it (a retry finds its own earlier move)."""
+        current = self.alias(alias)
+        return current if current is not None and current.run_id == run_id else None
+
+    def promote_or_resume(
+        self, version: str, reason: str, run_id: str, expected_revision: int | None
+    ) -> tuple[AliasRevision, bool]:
+        """:meth:`promote`, unless this run already moved ``production`` to ``version`` (an earlier try
+        that failed after the move): then its revision, with ``previous`` completed if that write was
+        lost. Returns the revision and whether it was resumed."""
+        mine = next(
+            (r for r in reversed(self.history("production")) if r.run_id == run_id and r.version == version
+             and (expected_revision is None or r.revision == expected_revision + 1)),
+            None,
+        )  # fmt: skip
+        if mine is None:
+            return self.promote(version, reason, run_id, expected_revision), False
+        previous = self.alias("previous")
+        if (
+            mine.previous_version
+            and mine.previous_version != version
+            and (previous is None or previous.version != mine.previous_version)
+        ):
+            self.move_alias("previous", mine.previous_version, f"replaced by {version}", run_id)
+        return mine, True
+
     def summary(self) -> dict[str, Any]:
         return {
             "versions": [v.version for v in self.versions()],

@@ -64,3 +64,36 @@ def set_approval(client: Any, group: str, version: str, approved: bool, reason: 
         CustomerMetadataProperties=properties,
     )
     return str(package["ModelPackageArn"])
+
+
+def ensure_version(
+    client: Any,
+    group: str,
+    version: str,
+    model_uri: str,
+    metadata: dict[str, Any],
+    inference_specification: dict[str, Any] | None = None,
+    approved: bool = False,
+) -> str:
+    """The package of ``version``, created when missing (idempotent by version: a retry finds the one an
+    earlier try made). Created ``PendingManualApproval`` by default: promotion approves it only once the
+    registry alias has moved. ``inference_specification`` makes it deployable (serving.sagemaker)."""
+    ensure_group(client, group, "Models promoted by the continuous-learning pipeline")
+    found = find_version(client, group, version)
+    if found is not None:
+        return str(found["ModelPackageArn"])
+    properties = _metadata({"version": version, "model_uri": model_uri, **metadata})
+    request: dict[str, Any] = {
+        "ModelPackageGroupName": group,
+        "ModelPackageDescription": f"continuous-learning {version}",
+        "ModelApprovalStatus": "Approved" if approved else "PendingManualApproval",
+        "CustomerMetadataProperties": properties,
+    }
+    if inference_specification:
+        request["InferenceSpecification"] = inference_specification
+    return str(client.create_model_package(**request)["ModelPackageArn"])
+
+
+def approval_status(client: Any, group: str, version: str) -> str | None:
+    package = find_version(client, group, version)
+    return None if package is None else str(package.get("ModelApprovalStatus"))

@@ -7,8 +7,10 @@ operator carries it out.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import suppress
 from typing import Any
 
+from continuous_learning.airflow.assets import PRODUCTION_MODEL
 from continuous_learning.airflow.context import run_identity, task_settings
 from continuous_learning.airflow.links import REPORT_KEY, RunReportLink, report_url
 
@@ -86,29 +88,131 @@ class PromoteModelOperator(BaseOperator):
         return self._promote(context, settings, answer.message)
 
     def _promote(self, context: Context, settings: Any, reason: str) -> dict[str, Any]:
+        """In an order a retry completes: (1) the SageMaker package, pending, found or created by version;
+        (2) the alias, by compare-and-swap, or found already moved by this run (an earlier try failed
+        after it); (3) the package approved; (4) the Asset event (emitted when the task succeeds). A try
+        that loses the race rejects its pending package; the last try failing after the move moves the
+        alias back, so registry, mirror and event never disagree."""
         from continuous_learning.registry import ModelRegistry, RegistryError
 
         registry = ModelRegistry(settings.storage.registry_uri)
+        run_id = run_identity(context)
+        version = registry.get(self.candidate["version"])
+        expected = self.base["production_revision"]
+        mirror = _Mirror.of(settings, self.aws_conn_id)
+        arn = mirror.pending(version) if mirror else None
+        prior_previous = registry.alias("previous")
         try:
-            moved = registry.promote(
-                self.candidate["version"], reason, run_identity(context),
-                expected_revision=self.base["production_revision"],
-            )  # fmt: skip
+            moved, resumed = registry.promote_or_resume(version.version, reason, run_id, expected)
         except RegistryError as exc:
+            if mirror:
+                with suppress(Exception):  # pending is not production either way
+                    mirror.reject(version.version, f"not promoted: {exc}")
             raise AirflowFailException(str(exc)) from None
+        if resumed:
+            self.log.info("%s was made production by an earlier try (revision %d): completing", moved.version,
+                          moved.revision)  # fmt: skip
+        try:
+            if mirror:
+                mirror.approve(version.version, reason)
+        except Exception as exc:
+            if _last_try(context, self):
+                _undo(
+                    self,
+                    registry,
+                    moved,
+                    prior_previous,
+                    run_id,
+                    f"{type(exc).__name__}: {exc}",
+                    mirror,
+                    True,
+                )
+            raise
+        _announce(context, version, moved, arn)
         result = moved.model_dump(mode="json")
-        group = settings.registry.sagemaker_model_package_group
-        if group:
-            from continuous_learning.sagemaker_registry import register_version
-
-            version = registry.get(moved.version)
-            result["sagemaker_model_package_arn"] = register_version(
-                _sagemaker_client(self.aws_conn_id), group, version.version, version.model_uri,
-                {"run_id": version.run_id, "dataset_id": version.dataset_id, "parent": version.parent_version,
-                 **{f"metric.{k}": round(v, 6) for k, v in version.metrics.items()}},
-            )  # fmt: skip
+        if arn:
+            result["sagemaker_model_package_arn"] = arn
         self.log.info("production is now %s (was %s)", moved.version, moved.previous_version)
         return result
+
+
+def _undo(
+    task: BaseOperator,
+    registry: Any,
+    moved: Any,
+    prior_previous: Any,
+    run_id: str,
+    why: str,
+    mirror: _Mirror | None,
+    new_version: bool,
+) -> None:
+    """The last try failed after the alias moved: move it back (compare-and-swap on the revision this run
+    made), and, best effort, the mirror's approvals with it (SageMaker may be what is failing)."""
+    if moved.previous_version is None:
+        task.log.error("%s could not complete (%s); no earlier production to restore", moved.version, why)
+        return
+    registry.move_alias("production", moved.previous_version,
+                        f"undo: move to {moved.version} could not complete ({why})", run_id,
+                        expected_revision=moved.revision)  # fmt: skip
+    if prior_previous is not None:
+        registry.move_alias("previous", prior_previous.version, f"undo of {moved.version}", run_id)
+    if mirror:
+        with suppress(Exception):
+            mirror.approve(moved.previous_version, f"production again: undo of {moved.version}")
+            if new_version:
+                mirror.reject(moved.version, f"not promoted: {why}")
+    task.log.error(
+        "move to %s undone (production back to %s): %s", moved.version, moved.previous_version, why
+    )
+
+
+def _last_try(context: Context, task: BaseOperator) -> bool:
+    return int(context["ti"].try_number) > int(task.retries or 0)
+
+
+def _announce(context: Context, version: Any, moved: Any, arn: str | None) -> None:
+    """The production-model Asset event's extra: what deploy_production deploys (a ProductionModelEvent)."""
+    from continuous_learning.serving.handoff import event_for
+
+    event = event_for(version, moved, arn).model_dump(mode="json")
+    outlets = context.get("outlet_events")
+    if outlets is not None:
+        outlets[PRODUCTION_MODEL].extra = event
+    context["ti"].xcom_push(key="production_model", value=event)
+
+
+class _Mirror:
+    """The SageMaker Model Registry mirror of the registry (``registry.sagemaker_model_package_group``)."""
+
+    def __init__(self, client: Any, group: str, settings: Any) -> None:
+        self.client, self.group, self.settings = client, group, settings
+
+    @classmethod
+    def of(cls, settings: Any, aws_conn_id: str | None) -> _Mirror | None:
+        group = settings.registry.sagemaker_model_package_group
+        return cls(_sagemaker_client(aws_conn_id), group, settings) if group else None
+
+    def pending(self, version: Any) -> str:
+        """The version's package, pending approval, with its inference specification when one is set."""
+        from continuous_learning.sagemaker_registry import ensure_version
+        from continuous_learning.serving.sagemaker import inference_specification
+
+        spec = None
+        if self.settings.serving.sagemaker.image and version.model_uri.startswith("s3://"):
+            spec = inference_specification(self.settings.serving.sagemaker, version.model_uri)
+        metadata = {"run_id": version.run_id, "dataset_id": version.dataset_id, "parent": version.parent_version,
+                    **{f"metric.{k}": round(v, 6) for k, v in version.metrics.items()}}  # fmt: skip
+        return ensure_version(self.client, self.group, version.version, version.model_uri, metadata, spec)
+
+    def approve(self, version: str, reason: str) -> None:
+        from continuous_learning.sagemaker_registry import set_approval
+
+        set_approval(self.client, self.group, version, True, reason)
+
+    def reject(self, version: str, reason: str) -> None:
+        from continuous_learning.sagemaker_registry import set_approval
+
+        set_approval(self.client, self.group, version, False, reason)
 
 
 class RollbackModelOperator(BaseOperator):
@@ -130,22 +234,47 @@ class RollbackModelOperator(BaseOperator):
         self.aws_conn_id = aws_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
+        """The alias first (compare-and-swap), then the mirror's approvals, then the Asset event; a retry
+        finds the move this run made and completes it; the last try failing after the move undoes it."""
         from continuous_learning.registry import ModelRegistry, RegistryError
 
         settings = task_settings(context, self.aws_conn_id)
         registry = ModelRegistry(settings.storage.registry_uri)
+        run_id = run_identity(context)
+        prior_previous = registry.alias("previous")
+        mine = registry.moved_by(run_id)
+        if mine is not None and mine.reason.startswith("rollback:"):
+            moved, _ = registry.promote_or_resume(mine.version, mine.reason, run_id, mine.revision - 1)
+            self.log.info("rollback to %s was made by an earlier try (revision %d): completing", moved.version,
+                          moved.revision)  # fmt: skip
+        else:
+            try:
+                moved = registry.rollback(self.target_version, self.reason, run_id)
+            except RegistryError as exc:
+                raise AirflowFailException(str(exc)) from None
+        version = registry.get(moved.version)
+        mirror = _Mirror.of(settings, self.aws_conn_id)
+        arn = None
         try:
-            moved = registry.rollback(self.target_version, self.reason, run_identity(context))
-        except RegistryError as exc:
-            raise AirflowFailException(str(exc)) from None
-        group = settings.registry.sagemaker_model_package_group
-        if group:
-            from continuous_learning.sagemaker_registry import set_approval
-
-            client = _sagemaker_client(self.aws_conn_id)
-            if moved.previous_version:
-                set_approval(client, group, moved.previous_version, False, f"rolled back: {self.reason}")
-            set_approval(client, group, moved.version, True, f"restored by rollback: {self.reason}")
+            if mirror:
+                arn = mirror.pending(version)
+                if moved.previous_version:
+                    mirror.reject(moved.previous_version, f"rolled back: {self.reason}")
+                mirror.approve(moved.version, f"restored by rollback: {self.reason}")
+        except Exception as exc:
+            if _last_try(context, self):
+                _undo(
+                    self,
+                    registry,
+                    moved,
+                    prior_previous,
+                    run_id,
+                    f"{type(exc).__name__}: {exc}",
+                    mirror,
+                    False,
+                )
+            raise
+        _announce(context, version, moved, arn)
         self.log.info(
             "production rolled back from %s to %s: %s", moved.previous_version, moved.version, self.reason
         )
