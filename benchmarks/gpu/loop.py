@@ -240,6 +240,7 @@ def main() -> None:
     gate_config = GateConfig(
         margin=e.margin, confidence=e.confidence, resamples=e.bootstrap_resamples, seed=e.seed
     )
+    wall_clock = True  # the trainer's own time limit (VeRL trainer mode cl_sync), new on the GPU
     scored: dict[str, tuple[pa.Table, str]] = {}  # production version -> (scores, its model label there)
     for n, day in enumerate(days, start=1):
         production = registry.alias("production")
@@ -264,12 +265,21 @@ def main() -> None:
                     ),
                 }
             )
+        if not wall_clock:
+            spec = spec.model_copy(update={"hyperparameters": spec.hyperparameters.model_copy(
+                update={"max_seconds": None, "checkpoint_every_seconds": None})})  # fmt: skip
         spec.write(spec_uri)
         rc, seconds = run_trainer("train", spec_uri, logs / f"{run_id}-train.log", args.train_timeout)
         try:
             trained = TrainResult.read(storage.join(spec.output_uri, "result.json"))
         except Exception as exc:
             log.record("train", day=n, rc=rc, seconds=round(seconds, 1), error=str(exc)[:500])
+            if wall_clock and seconds < args.train_timeout - 30:
+                # a start-up failure: the rest of the days run without the wall-clock trainer mode
+                wall_clock = False
+                log.record(
+                    "fallback", day=n, reason="train failed before its limit: no wall-clock trainer mode"
+                )
             continue
         log.record("train", day=n, rc=rc, seconds=round(seconds, 1), status=trained.status,
                    steps=trained.steps, metrics=trained.metrics, history=trained.history,
