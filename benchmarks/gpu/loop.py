@@ -79,9 +79,9 @@ def settings_for(args: argparse.Namespace) -> Settings:
             "model.lora.enabled": args.lora,
             "dataset.lookback_days": args.lookback,
             "evaluation.max_prompts": args.max_eval_prompts,
-            # the trainer stops itself (latest checkpoint merged) a minute before the loop's SIGTERM
+            # the trainer stops itself (latest checkpoint merged) 50 s before the loop's SIGTERM
             "compute.job_timeout_s": args.train_timeout,
-            "trainer.stop_reserve_s": 75,
+            "trainer.stop_reserve_s": 50,
             # the gate as prod.toml sets it
             "evaluation.margin": 0.005,
             "evaluation.confidence": 0.95,
