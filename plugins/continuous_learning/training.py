@@ -25,6 +25,7 @@ from continuous_learning.contracts import (
     RewardFunction,
     RunSpec,
     ToolCallFormat,
+    TrackingRef,
 )
 from continuous_learning.data.reward_dataset import assemble_window
 
@@ -140,7 +141,9 @@ def write_run_spec(
     base_version: str,
     run_id: str,
     tool_call_format: ToolCallFormat = "hermes",
+    tracking: TrackingRef | None = None,
 ) -> str:
+    """The training job's spec; ``tracking``: the MLflow run its engine reports to (None: off)."""
     paths = run_paths(settings, run_id)
     t = settings.trainer
     spec = RunSpec(
@@ -166,6 +169,7 @@ def write_run_spec(
         reward=reward_function(settings),
         tool_call_format=tool_call_format,
         lora=LoraOptions(**settings.model.lora.model_dump()),
+        tracking=tracking,
     )
     return spec.write(paths.spec("train"))
 

@@ -181,6 +181,7 @@ def train_sft(spec: RunSpec, stop: StopRequest | None = None) -> TrainResult:
             save_strategy="steps",
             save_steps=hp.checkpoint_every,
             save_total_limit=2,
+            report_to=trl_run.report_to(spec),
         )
         stopper = trl_run.stop_callback(stop, hp.checkpoint_every_seconds)
         trainer = SFTTrainer(

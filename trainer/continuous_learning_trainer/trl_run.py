@@ -6,6 +6,7 @@ run's end: the servable model, the adapter and ``result.json``.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +33,19 @@ def versions() -> dict[str, str]:
         "trl": trl.__version__,
         "peft": peft.__version__,
     }
+
+
+def report_to(spec: RunSpec) -> str:
+    """TRL's ``report_to`` for the run: ``"mlflow"`` when the spec has an MLflow run (then MLflow's
+    environment is set for TRL's callback: it attaches to that run and logs every step's metrics),
+    else ``"none"``. Params are the spec's, logged by the training task: TRL's own (its arguments, some
+    of which name this attempt's temporary folders) stay out (``MLFLOW_MAX_LOG_PARAMS=0``), so a second
+    attempt does not try to change a param, which MLflow refuses."""
+    if spec.tracking is None:
+        return "none"
+    os.environ.update(spec.tracking.environment())
+    os.environ["MLFLOW_MAX_LOG_PARAMS"] = "0"
+    return "mlflow"
 
 
 def lora_config(options: LoraOptions) -> Any:

@@ -105,6 +105,14 @@ class EvaluationGateOperator(BaseOperator):
             production_version=(self.base or {}).get("version"),
         )
         result = {**document, "report": report}
+        if self.candidate:
+            from continuous_learning.contracts import RunSpec
+            from continuous_learning.tracking import record_gate
+
+            spec = RunSpec.read(paths.spec("train"))
+            if (url := record_gate(settings.tracking, spec, document, report)) is not None:
+                result["tracking_url"] = url
+                self.log.info("MLflow run: %s", url)
         context["ti"].xcom_push(key=REPORT_KEY, value=report_url(result))
         self.log.info("gate: %s. %s", "PROMOTE" if decision.promote else "REJECT", " ".join(decision.reasons))
         self.log.info("run report: %s", report["html"])

@@ -155,12 +155,31 @@ class TrainCandidateOperator(BaseRayJobOperator):
         settings = task_settings(context)
         run_id = run_identity(context)
         dataset = DatasetRef.of(self.dataset)
+        dry_run = bool((context.get("params") or {}).get("dry_run"))
+        tracking = None if dry_run else self._tracking_run(settings, run_id, context)
         spec_uri = write_run_spec(
-            settings, dataset, self.base["model_uri"], self.base["version"], run_id, self._tool_call_format()
-        )
-        if (context.get("params") or {}).get("dry_run"):
+            settings, dataset, self.base["model_uri"], self.base["version"], run_id, self._tool_call_format(),
+            tracking=tracking,
+        )  # fmt: skip
+        if dry_run:
             self._dry_run(context, settings, dataset, spec_uri, run_id)
+        if tracking is not None:
+            from continuous_learning.contracts import RunSpec
+            from continuous_learning.tracking import log_run_spec
+
+            log_run_spec(settings.tracking, RunSpec.read(spec_uri))
         return self.run_job(context, settings, "train", spec_uri)  # type: ignore[no-any-return]
+
+    def _tracking_run(self, settings: Settings, run_id: str, context: Context) -> Any:
+        """The run's MLflow run (a retry finds the one it started), or None when tracking is off."""
+        from continuous_learning.tracking import start_training_run
+
+        tags = {"cl.dag_id": self.dag_id, "cl.env": settings.env}
+        tracking = start_training_run(settings.tracking, run_id, tags)
+        if tracking is not None:
+            self.log.info("MLflow run %s in experiment %s at %s", tracking.run_id, tracking.experiment,
+                          tracking.tracking_uri)  # fmt: skip
+        return tracking
 
     def _tool_call_format(self) -> Any:
         """The base model's family format (recorded at import), which the candidate shares."""
@@ -212,11 +231,19 @@ class TrainCandidateOperator(BaseRayJobOperator):
         }  # fmt: skip
         if result.adapter_uri:
             lineage["lora"] = {"adapter_uri": result.adapter_uri, **spec.lora.model_dump()}
+        if spec.tracking is not None:
+            lineage["mlflow_run_id"] = spec.tracking.run_id
         version = registry.register(
             result.model_uri, run_id, self.base["version"], dataset.dataset_id, metrics=result.metrics,
             lineage=lineage,
         )  # fmt: skip
         registry.move_alias("candidate", version.version, f"trained by {run_id}", run_id)
+        if spec.tracking is not None:
+            from continuous_learning.tracking import record_training
+
+            if record_training(settings.tracking, spec, result.metrics, result.history, version=version.version,
+                               status=result.status):  # fmt: skip
+                self.log.warning("the trainer's logger sent no metrics to MLflow: logged its history instead")
         nan = float("nan")  # a run stopped early may not have logged both ends
         self.log.info("candidate %s: reward %.3f -> %.3f over %d steps", version.version,
                       result.metrics.get("reward_first", nan), result.metrics.get("reward_last", nan),

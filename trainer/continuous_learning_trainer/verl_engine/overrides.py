@@ -47,6 +47,20 @@ _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 _QUOTED_ESCAPES = re.compile(r"(\\*)('|\$\{|$)")
 
 
+def loggers(spec: RunSpec) -> list[str]:
+    """VeRL's ``trainer.logger``: the spec's, and ``mlflow`` when the run has an MLflow run (its
+    ``Tracking`` attaches to ``MLFLOW_RUN_ID`` at ``MLFLOW_TRACKING_URI``: :func:`tracking_env`)."""
+    names = list(spec.verl.loggers)
+    if spec.tracking is not None and "mlflow" not in names:
+        names.append("mlflow")
+    return names
+
+
+def tracking_env(spec: RunSpec) -> dict[str, str]:
+    """The MLflow environment of the run's trainer process and Ray workers (empty: tracking off)."""
+    return spec.tracking.environment() if spec.tracking is not None else {}
+
+
 def hydra_value(value: Any) -> str:
     """Render a value in Hydra's override grammar: strings are quoted when they need it, with quotes,
     trailing backslashes and ``${`` escaped so that OmegaConf gives back the string (no interpolation)."""
@@ -254,7 +268,7 @@ def build_overrides(
         ("trainer.max_critic_ckpt_to_keep", opts.max_checkpoints_to_keep),
         ("trainer.project_name", PROJECT),
         ("trainer.experiment_name", spec.run_id),
-        ("trainer.logger", list(opts.loggers)),
+        ("trainer.logger", loggers(spec)),
         ("trainer.device", "cuda"),
         # TransferQueue (VeRL's V1 trainer): storage units sized to the job
         (
@@ -265,7 +279,7 @@ def build_overrides(
         ("+ray_kwargs.ray_init.include_dashboard", False),
         (
             "+ray_kwargs.ray_init.runtime_env.env_vars",
-            {**WORKER_ENV, "VERL_FILE_LOGGER_PATH": str(layout.metrics)},
+            {**WORKER_ENV, "VERL_FILE_LOGGER_PATH": str(layout.metrics), **tracking_env(spec)},
         ),
     ]
     if ppo:
@@ -367,7 +381,7 @@ def build_sft_overrides(spec: RunSpec, layout: Layout, *, train_rows: int | None
         ("trainer.max_ckpt_to_keep", opts.max_checkpoints_to_keep),
         ("trainer.project_name", PROJECT),
         ("trainer.experiment_name", spec.run_id),
-        ("trainer.logger", list(opts.loggers)),
+        ("trainer.logger", loggers(spec)),
         ("trainer.device", "cuda"),
     ]
     items += lora_overrides(spec, "model")

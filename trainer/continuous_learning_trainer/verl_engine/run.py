@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import json
 import logging
 import os
@@ -36,6 +37,7 @@ from continuous_learning_trainer.verl_engine.layout import Layout
 from continuous_learning_trainer.verl_engine.overrides import (
     WORKER_ENV,
     build_overrides,
+    tracking_env,
     trainer_command,
     validate_for_verl,
 )
@@ -119,6 +121,13 @@ def train(
     started = datetime.now(UTC)
     stop = stop or StopRequest(spec.hyperparameters.max_seconds)
     validate_for_verl(spec)
+    if spec.tracking is not None and importlib.util.find_spec("mlflow") is None:
+        # VeRL's mlflow logger imports mlflow unguarded: without it the run would fail at start-up. The
+        # training task then logs this run's history (result.json) to MLflow after the job instead.
+        log.warning(
+            "mlflow is not installed in this image: VeRL logs without it (metrics sent after the job)"
+        )
+        spec = spec.model_copy(update={"tracking": None})
     work_root = spec.verl.work_dir or os.environ.get("CL_WORK_DIR")
     tmp = None
     if work_root:
@@ -242,7 +251,8 @@ def _train(
         model_config=model_config,
         stop_at=stop.stop_at,
     )
-    env = {**os.environ, **WORKER_ENV, "VERL_FILE_LOGGER_PATH": str(layout.metrics), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, **WORKER_ENV, "VERL_FILE_LOGGER_PATH": str(layout.metrics), "PYTHONUNBUFFERED": "1",
+           **tracking_env(spec)}  # fmt: skip
     env.setdefault("RAY_ADDRESS", "auto")  # the cluster this job runs in; never start a new one
     keep_earlier_metrics(layout)
     stopped: str | None = None
