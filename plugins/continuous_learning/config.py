@@ -265,6 +265,24 @@ class AlertSettings(_Section):
     subject_prefix: str = Field("[continuous-learning]", max_length=40)
 
 
+class MonitoringSettings(_Section):
+    """The production model's live feedback (thumbs, corrections), read from curated data by the gate.
+
+    A sustained drop after a promotion raises an alert offering a rollback: on each of the last
+    ``sustained_days`` days the production version served at least ``min_interactions`` interactions with
+    at least ``min_thumbs`` thumbs, and its thumbs-up rate was more than ``max_thumbs_up_drop`` below the
+    previous version's (pooled over the ``lookback_days`` before the day checked)."""
+
+    enabled: bool = Field(True, description="compute live feedback at the gate and alert on a drop")
+    lookback_days: int = Field(14, ge=2, le=90, description="days of curated data read (baseline included)")
+    sustained_days: int = Field(3, ge=1, le=30, description="consecutive days the drop must last")
+    min_interactions: int = Field(100, ge=1, description="a day counts only with this many interactions")
+    min_thumbs: int = Field(30, ge=1, description="... and this many thumbs (up or down)")
+    max_thumbs_up_drop: float = Field(
+        0.05, gt=0.0, lt=1.0, description="thumbs-up rate below the previous version's by more than this"
+    )
+
+
 class SageMakerServingSettings(_Section):
     """A SageMaker real-time endpoint (``serving.target = sagemaker``), updated blue/green with a canary.
 
@@ -430,6 +448,7 @@ class Settings(BaseSettings):
     hyperpod: HyperPodSettings = HyperPodSettings()
     kuberay: KubeRaySettings = KubeRaySettings()
     alerts: AlertSettings = AlertSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
     serving: ServingSettings = ServingSettings()
     tracking: TrackingSettings = TrackingSettings()
 

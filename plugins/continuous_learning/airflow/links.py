@@ -80,3 +80,32 @@ class RegistryEntryLink(BaseOperatorLink):
 
         registry = load_settings().storage.registry_uri
         return browsable(f"{registry}/versions/{version}.json")
+
+
+#: The DAG that moves production back (dags/model_rollback.py).
+ROLLBACK_DAG_ID = "model_rollback"
+
+
+def rollback_url(base_url: str | None = None) -> str:
+    """The ``model_rollback`` DAG's page: *Trigger* there opens its form with ``target_version`` set to
+    ``previous`` (the form's default: the version production replaced), so a person gives a reason and
+    runs it. Airflow 3.3's UI reads no form values from a URL (its router has no trigger route), so the
+    link cannot carry them; :func:`rollback_request` is the same rollback as one REST call.
+
+    ``base_url``: the UI's address; default ``[api] base_url`` of the Airflow configuration."""
+    if base_url is None:
+        from airflow.providers.common.compat.sdk import conf
+
+        base_url = conf.get("api", "base_url", fallback=None) or ""
+    return f"{base_url.rstrip('/')}/dags/{ROLLBACK_DAG_ID}"
+
+
+def rollback_request(target_version: str, reason: str, base_url: str | None = None) -> dict[str, Any]:
+    """The REST call that triggers ``model_rollback`` with ``target_version`` and ``reason`` filled in:
+    ``POST {url}`` with ``json`` (Airflow's ``/api/v2`` needs a token: ``POST /auth/token``)."""
+    page = rollback_url(base_url)
+    root = page.removesuffix(f"/dags/{ROLLBACK_DAG_ID}")
+    return {
+        "url": f"{root}/api/v2/dags/{ROLLBACK_DAG_ID}/dagRuns",
+        "json": {"logical_date": None, "conf": {"target_version": target_version, "reason": reason}},
+    }

@@ -11,6 +11,7 @@ paging endpoint to the SNS topic instead.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +45,7 @@ def _where(context: Any) -> dict[str, str]:
 
 def send_alert(kind: str, subject: str, message: str, context: Any = None) -> bool:
     """Publish one alert if alerts are on and ``kind`` (``failure`` / ``gate_rejection`` /
-    ``approval_request``) is enabled.
+    ``approval_request``; ``feedback_drop`` is on with ``monitoring.enabled``) is enabled.
 
     Returns whether a notification was sent.
     """
@@ -148,3 +149,28 @@ def record_run_note(context: Any, note: str) -> None:
             ti.xcom_push(key=RUN_NOTE_KEY, value=note)
         except Exception:
             log.exception("could not keep the run note in XCom")
+
+
+def notify_feedback_drop(
+    context: Any, version: str, previous_version: str, why: str, rollback_url: str
+) -> bool:
+    """Alert that production's live feedback dropped after its promotion, with the rollback to offer."""
+    from continuous_learning.airflow.links import rollback_request
+
+    where = _where(context)
+    reason = (
+        f"live feedback dropped after promoting {version} (alert from {where['dag_id']} / {where['run_id']})"
+    )
+    request = rollback_request(previous_version, reason)
+    message = "\n".join(
+        [
+            f"Production model {version}: users' feedback dropped since it replaced {previous_version}.",
+            f"Why: {why}",
+            f"Roll back: {rollback_url} -> Trigger (target version 'previous' = {previous_version}; give a reason).",
+            f"Or in one call: POST {request['url']} {json.dumps(request['json'])}",
+            'Handbook: docs/operations.md, "Rollback".',
+        ]
+    )
+    return send_alert(
+        "feedback_drop", f"feedback drop: roll {version} back to {previous_version}?", message, context
+    )

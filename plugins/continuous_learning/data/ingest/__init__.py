@@ -34,7 +34,7 @@ from continuous_learning.data.ingest.reading import (
     split_lines,
 )
 from continuous_learning.data.ingest.reduce import ShardResult, reduce_shard, reread_lines
-from continuous_learning.data.ingest.report import IngestError, IngestReport
+from continuous_learning.data.ingest.report import UNSTAMPED, IngestError, IngestReport
 from continuous_learning.data.ingest.spill import QuarantineSummary, shard_of
 from continuous_learning.data.ingest.stage import FeedbackStage, FileStage, stage_chunk, stage_feedback
 
@@ -49,6 +49,7 @@ __all__ = [
     "PARALLEL_MIN_BYTES",
     "RAW_SUFFIXES",
     "SHARD_TARGET_BYTES",
+    "UNSTAMPED",
     "Chunk",
     "FeedbackStage",
     "FileStage",

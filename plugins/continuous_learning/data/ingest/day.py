@@ -12,6 +12,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from continuous_learning import storage
 from continuous_learning.data.ingest.executors import (
@@ -23,7 +24,7 @@ from continuous_learning.data.ingest.executors import (
 from continuous_learning.data.ingest.publish import curated_prefix, publish_curated, publish_quarantine
 from continuous_learning.data.ingest.reading import CHUNK_BYTES, RAW_SUFFIXES, day_prefix, plan_chunks
 from continuous_learning.data.ingest.reduce import ShardResult
-from continuous_learning.data.ingest.report import IngestError, IngestReport
+from continuous_learning.data.ingest.report import UNSTAMPED, IngestError, IngestReport
 from continuous_learning.data.ingest.spill import quarantine_row
 from continuous_learning.data.ingest.stage import FeedbackStage, FileStage, stage_feedback
 
@@ -54,6 +55,13 @@ def _raw_inputs(
     return [o for o in objects if o.uri in raw_files], file_quarantine
 
 
+def _model_versions(curated_path: Path) -> dict[str, int]:
+    """Accepted interactions by ``model_version`` (sorted by version; ``UNSTAMPED`` for none)."""
+    column = pq.read_table(curated_path, columns=["model_version"]).column("model_version")
+    counts = pc.value_counts(pc.fill_null(column, UNSTAMPED)).to_pylist()
+    return {c["values"]: c["counts"] for c in sorted(counts, key=lambda c: c["values"])}
+
+
 def _tally(
     report: IngestReport,
     file_quarantine: list[dict[str, Any]],
@@ -80,6 +88,7 @@ def _tally(
         report.quarantined += part.records
         reasons.update(part.reasons)
     report.accepted = pq.ParquetFile(curated_path).metadata.num_rows
+    report.model_versions = _model_versions(curated_path)
     report.redactions = dict(sorted(redactions.items()))
     report.quarantine_reasons = dict(reasons.most_common())
     if report.read != report.accepted + report.duplicates + report.quarantined:

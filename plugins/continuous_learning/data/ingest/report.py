@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+#: The ``model_versions`` key of records that carry no ``model_version``.
+UNSTAMPED = "(none)"
+
 
 class IngestError(RuntimeError):
     """The day cannot be ingested (for example: too large a share of bad records)."""
@@ -28,6 +31,8 @@ class IngestReport:
     feedback_unmatched: int = 0
     redactions: dict[str, int] = field(default_factory=dict)
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    # accepted interactions by the ``model_version`` that served them (``UNSTAMPED``: none given)
+    model_versions: dict[str, int] = field(default_factory=dict)
     curated_uri: str | None = None
     quarantine_uri: str | None = None
 

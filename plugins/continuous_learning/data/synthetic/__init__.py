@@ -19,7 +19,12 @@ Two worlds (``generate_logs(..., world=...)``, ``python -m continuous_learning g
   the right answers 1.0 (``benchmarks/world/RESULTS.md``).
 """
 
-from continuous_learning.data.synthetic.default_world import AGENTS, make_interaction
+from continuous_learning.data.synthetic.default_world import (
+    AGENTS,
+    DEFAULT_MODEL_VERSION,
+    Serving,
+    make_interaction,
+)
 from continuous_learning.data.synthetic.logs import WORLDS, GeneratedDay, generate_day, generate_logs
 from continuous_learning.data.synthetic.production_world import (
     PRODUCTION_AGENTS,
@@ -28,9 +33,11 @@ from continuous_learning.data.synthetic.production_world import (
 
 __all__ = [
     "AGENTS",
+    "DEFAULT_MODEL_VERSION",
     "PRODUCTION_AGENTS",
     "WORLDS",
     "GeneratedDay",
+    "Serving",
     "generate_day",
     "generate_logs",
     "make_interaction",

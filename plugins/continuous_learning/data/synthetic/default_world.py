@@ -38,6 +38,19 @@ def _tool(name: str, description: str, **params: list[str] | str) -> dict[str, A
 
 
 @dataclass(frozen=True)
+class Serving:
+    """Which model serves a day's interactions, as the serving side stamps it into each record
+    (``model_version``), and how often its answers are right (None: the world's own rate)."""
+
+    model_version: str
+    accuracy: float | None = None
+
+
+#: The version the worlds stamp when no :class:`Serving` is given.
+DEFAULT_MODEL_VERSION = "agent-prod-2026.11"
+
+
+@dataclass(frozen=True)
 class AgentSpec:
     name: str
     tools: list[dict[str, Any]]
@@ -130,9 +143,12 @@ def _wrong_call(
 
 
 def make_interaction(
-    rng: random.Random, day: date, index: int
+    rng: random.Random, day: date, index: int, serving: Serving | None = None
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """One interaction and the late feedback events (arriving on later days) that refer to it."""
+    """One interaction and the late feedback events (arriving on later days) that refer to it.
+
+    ``serving``: the model version stamped and its accuracy (default: ``DEFAULT_MODEL_VERSION``, right
+    60% of the time; the same random draws either way, so only the answers' correctness changes)."""
     agent = rng.choice(AGENTS)
     ts = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(seconds=rng.randrange(86_400))
     interaction_id = f"{agent.name[:4]}-{day:%Y%m%d}-{index:06d}"
@@ -154,7 +170,8 @@ def make_interaction(
         )
         text = f"{text}, {snippet}"
     messages.append({"role": "user", "content": text})
-    correct = rng.random() < 0.6
+    accuracy = serving.accuracy if serving is not None and serving.accuracy is not None else 0.6
+    correct = rng.random() < accuracy
     answered_name, answered_args = (name, args) if correct else _wrong_call(rng, agent, name, args)
     messages.append(
         {"role": "assistant", "content": None, "tool_calls": [tool_call("c1", answered_name, answered_args)]}
@@ -164,7 +181,7 @@ def make_interaction(
         "interaction_id": interaction_id,
         "timestamp": ts.isoformat(),
         "agent": agent.name,
-        "model_version": "agent-prod-2026.11",
+        "model_version": serving.model_version if serving is not None else DEFAULT_MODEL_VERSION,
         "session_id": f"s-{rng.randrange(10**8):08d}",
         "messages": messages,
         "tools": agent.tools,

@@ -5,12 +5,13 @@ from __future__ import annotations
 import gzip
 import json
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from continuous_learning import storage
-from continuous_learning.data.synthetic.default_world import make_interaction, malformed_lines
+from continuous_learning.data.synthetic.default_world import Serving, make_interaction, malformed_lines
 from continuous_learning.data.synthetic.production_world import make_production_interaction
 
 WORLDS = ("default", "production")
@@ -35,11 +36,13 @@ def generate_day(
     start_index: int = 0,
     file_prefix: str = "part",
     world: str = "default",
+    serving: Serving | None = None,
 ) -> tuple[GeneratedDay, dict[date, list[dict[str, Any]]]]:
     """Write one day of raw logs under ``<out>/raw/dt=DAY/``; return late feedback by arrival day.
 
     Large days can be written in chunks: each call with its own ``start_index`` and ``file_prefix``.
     ``world``: ``default`` (the demo's small, learnable world) or ``production`` (``production_world``).
+    ``serving``: the model version the day's records carry (and, default world, its accuracy).
     """
     interaction = _world(world)
     seed_key = f"{seed}-{day.isoformat()}-{start_index}"
@@ -48,7 +51,7 @@ def generate_day(
     lines_by_file: list[list[str]] = [[], [], []]
     late_by_day: dict[date, list[dict[str, Any]]] = {}
     for index in range(start_index, start_index + interactions):
-        record, late = interaction(rng, day, index)
+        record, late = interaction(rng, day, index, serving)
         target = lines_by_file[index % len(lines_by_file)]
         target.append(json.dumps(record))
         summary.interactions += 1
@@ -90,16 +93,19 @@ def generate_logs(
     interactions_per_day: int,
     seed: int = 0,
     world: str = "default",
+    serving: Mapping[date, Serving] | None = None,
 ) -> list[GeneratedDay]:
     """Raw logs for ``days`` days from ``start`` plus late feedback files under ``<out>/feedback/``.
 
-    ``world``: ``default`` or ``production`` (:data:`WORLDS`)."""
+    ``world``: ``default`` or ``production`` (:data:`WORLDS`). ``serving``: which model serves each day
+    (days not in it: the world's own model)."""
     _world(world)  # an unknown world fails before anything is written
     summaries = []
     late_all: dict[date, list[dict[str, Any]]] = {}
     for offset in range(days):
+        day = start + timedelta(days=offset)
         summary, late = generate_day(
-            out_uri, start + timedelta(days=offset), interactions_per_day, seed, world=world
+            out_uri, day, interactions_per_day, seed, world=world, serving=(serving or {}).get(day)
         )
         summaries.append(summary)
         for arrival, events in late.items():

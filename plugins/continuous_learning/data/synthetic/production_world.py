@@ -15,10 +15,12 @@ from typing import Any
 
 from continuous_learning.data.synthetic.default_world import (
     CITIES,
+    DEFAULT_MODEL_VERSION,
     FIRST_NAMES,
     LAST_NAMES,
     PII_SNIPPETS,
     TOPICS,
+    Serving,
     function_tool,
     tool_call,
     user_feedback,
@@ -552,9 +554,13 @@ def _usual_answer(request: _Request) -> list[Call]:
 
 
 def make_production_interaction(
-    rng: random.Random, day: date, index: int
+    rng: random.Random, day: date, index: int, serving: Serving | None = None
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """One interaction of the production world and its late feedback (see the section's comment)."""
+    """One interaction of the production world and its late feedback (see the section's comment).
+
+    ``serving``: the model version stamped (this world's mistakes are its own: no other accuracy)."""
+    if serving is not None and serving.accuracy is not None:
+        raise ValueError("the production world's mistakes are systematic: Serving.accuracy is not supported")
     agent = rng.choice(PRODUCTION_AGENTS)
     ts = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(seconds=rng.randrange(86_400))
     interaction_id = f"{agent.name[:4]}-{day:%Y%m%d}-{index:06d}"
@@ -587,7 +593,7 @@ def make_production_interaction(
         "interaction_id": interaction_id,
         "timestamp": ts.isoformat(),
         "agent": agent.name,
-        "model_version": "agent-prod-2026.11",
+        "model_version": serving.model_version if serving is not None else DEFAULT_MODEL_VERSION,
         "session_id": f"s-{rng.randrange(10**8):08d}",
         "messages": messages,
         "tools": agent.tools,
