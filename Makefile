@@ -49,6 +49,10 @@ deploy-tools:  ## Debian's PostgreSQL for tests/deploy (the rehearsal starts its
 tracking-tools:  ## the MLflow server tests/tracking starts (own venv under .tools/, pinned by tests/tracking/mlflow-server-requirements.txt)
 	bash tests/tracking/install-mlflow-server.sh
 
+.PHONY: image
+image:  ## the trainer image, built here without Docker or registry images (buildah; trainer/image/build.sh), its smoke test, an OCI archive under build/; not part of `make test`
+	trainer/image/build.sh
+
 test: lint typecheck trainer-tools infra-tools browser-tools deploy-tools tracking-tools
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest
 
