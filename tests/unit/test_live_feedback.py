@@ -187,6 +187,22 @@ def test_the_gate_alerts_on_a_drop_with_the_rollback_link(
     request = json.loads(body.split("POST http://airflow.example:8080/api/v2/dags/model_rollback/dagRuns ", 1)[1].splitlines()[0])  # fmt: skip
     assert request["conf"]["target_version"] == "v1" and "v2" in request["conf"]["reason"]
 
+    # The run report shows it beside production's offline score, with the rollback link.
+    from continuous_learning import storage
+    from continuous_learning.evaluation.report import build_report
+
+    evaluation = {"scores_uri": f"{storage_root}/none.parquet", "mean_reward": {"production": 0.42}}
+    uris = build_report(f"{storage_root}/runs/r", dataset_manifest={}, train_result=None, eval_result=evaluation,
+                        decision={"promote": False, "reasons": []}, candidate_version="v3",
+                        production_version="v2", live_feedback=document)  # fmt: skip
+    page = storage.read_bytes(uris["html"]).decode()
+    assert "<h2>Live feedback</h2>" in page and "DROP: roll back?" in page
+    assert (
+        "<td>v2 (production)</td>" in page and "<td>0.420</td>" in page and "<td>v1 (previous)</td>" in page
+    )
+    assert "href='http://airflow.example:8080/dags/model_rollback'" in page
+    assert storage.read_json(uris["json"])["live_feedback"]["drop"]["previous_version"] == "v1"
+
     # No drop (v2 as good as v1): the document, no message.
     _world(storage_root, v2_accuracy=None)
     document = check_live_feedback(context, settings, START + timedelta(days=DAYS - 1))

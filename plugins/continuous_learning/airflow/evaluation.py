@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from continuous_learning.airflow.context import run_identity, task_settings
+from continuous_learning.airflow.context import run_identity, task_settings, window_end
 from continuous_learning.airflow.links import REPORT_KEY, RunReportLink, report_url
 from continuous_learning.airflow.ray_job import BaseRayJobOperator
 
@@ -95,6 +95,10 @@ class EvaluationGateOperator(BaseOperator):
         storage.write_json(paths.gate, document)
         train = storage.read_json(result_uri(paths.train)) if self.candidate else None
         manifest = storage.read_json(self.dataset["manifest_uri"]) if self.dataset else {}
+        from continuous_learning.airflow.monitoring import check_live_feedback
+
+        # Production's live feedback (an alert on a drop), shown in the report beside its offline score.
+        live = check_live_feedback(context, settings, window_end(context))
         report = build_report(
             paths.root,
             dataset_manifest=manifest,
@@ -103,8 +107,11 @@ class EvaluationGateOperator(BaseOperator):
             decision=document,
             candidate_version=(self.candidate or {}).get("version"),
             production_version=(self.base or {}).get("version"),
+            live_feedback=live,
         )
         result = {**document, "report": report}
+        if live is not None:
+            result["live_feedback"] = live
         if self.candidate:
             from continuous_learning.contracts import RunSpec
             from continuous_learning.tracking import record_gate

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import date, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from continuous_learning.config import MonitoringSettings
 from continuous_learning.data.ingest import UNSTAMPED, read_curated
@@ -251,3 +251,17 @@ def render_section(live: LiveFeedback, offline_score: float | None) -> str:
         "<tr><th>day</th><th>model version</th><th>interactions</th><th>thumbs</th><th>thumbs-up rate</th>"
         f"<th>corrections per 100</th></tr>{''.join(daily)}</table></details>"
     )
+
+
+def report_section(document: Mapping[str, Any] | None, eval_result: Mapping[str, Any] | None) -> str:
+    """The run report's section from the gate's live-feedback document (JSON; "" without one), with the
+    production model's offline score from this run's evaluation and, on a drop, the rollback link."""
+    if not document:
+        return ""
+    live = LiveFeedback.model_validate({k: v for k, v in document.items() if k in LiveFeedback.model_fields})
+    offline = ((eval_result or {}).get("mean_reward") or {}).get("production")
+    page = render_section(live, offline)
+    if url := document.get("rollback_url"):
+        link = html.escape(str(url), quote=True)
+        page += f"<p>Roll back: <a href='{link}'>{link}</a> (Trigger; target version 'previous')</p>"
+    return page

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 from continuous_learning import storage
+from continuous_learning.evaluation.live_feedback import report_section
 
 _CURVES = (
     ("reward", "reward"),
@@ -81,8 +82,10 @@ def build_report(
     decision: dict[str, Any],
     candidate_version: str | None,
     production_version: str | None,
+    live_feedback: dict[str, Any] | None = None,
 ) -> dict[str, str]:
-    """Write ``<run>/report/report.json`` and ``report.html``; return their URIs."""
+    """Write ``<run>/report/report.json`` and ``report.html``; return their URIs. ``live_feedback``: the
+    gate's document of production's live feedback (``evaluation.live_feedback``), shown beside its offline score."""
     scores: list[dict[str, Any]] = []
     if eval_result is not None:
         try:
@@ -107,6 +110,7 @@ def build_report(
         },
         "decision": decision,
         "history": history,
+        "live_feedback": live_feedback,
     }
     images = _plots(history, scores, decision.get("slices") or {})
     verdict = "PROMOTE" if decision.get("promote") else "REJECT"
@@ -130,6 +134,7 @@ def build_report(
         f"<p class='verdict'>Gate: {verdict} candidate {html.escape(str(candidate_version))} "
         f"(production {html.escape(str(production_version))})</p><ul>{reasons}</ul>"
         + section("Plots", image_tags)
+        + report_section(live_feedback, eval_result)
         + section("Dataset", pre(document["dataset"]))
         + section("Training", pre(document["training"]))
         + section("Evaluation", pre(document["evaluation"]))
