@@ -161,24 +161,27 @@ class DeploySageMakerEndpointOperator(_DeployOperator):
         from continuous_learning.airflow.serving_hooks import SageMakerEndpointTrigger
 
         conf = settings.serving.sagemaker
+        carry = {"updated": updated, "previous": previous, "baked": bake_s > 0}
         trigger = SageMakerEndpointTrigger(
+            carry=carry,
             endpoint_name=conf.endpoint_name, alarms=list(conf.alarms), bake_until=time.time() + bake_s,
             deadline=time.time() + conf.wait_timeout_s, poll_s=conf.poll_interval_s,
             aws_conn_id=settings.serving.aws_conn_id, region_name=settings.serving.region_name,
         )  # fmt: skip
-        carry = {"updated": updated, "previous": previous, "baked": bake_s > 0}
         if settings.serving.deferrable:
-            self.defer(trigger=trigger, method_name="execute_complete", kwargs=carry)
+            self.defer(trigger=trigger, method_name="execute_complete")
         while (answer := trigger.poll_once()) is None:
             time.sleep(conf.poll_interval_s)
-        return self.execute_complete(context, answer, **carry)
+        return self.execute_complete(context, answer)
 
-    def execute_complete(
-        self, context: Context, event: dict[str, Any], updated: bool, previous: str | None, baked: bool
-    ) -> dict[str, Any]:
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        """After the wait: decide again from a fresh description (``event['carry']``: what this try did)."""
         if event.get("status") == "timeout":
             raise RuntimeError(f"endpoint wait: {event.get('message')}")  # retried: the next try continues
-        return self._advance(context, updated, previous, baked)
+        carry = event.get("carry") or {}
+        return self._advance(
+            context, bool(carry.get("updated")), carry.get("previous"), bool(carry.get("baked"))
+        )
 
 
 class DeploySGLangOperator(_DeployOperator):

@@ -148,8 +148,10 @@ class SageMakerEndpointTrigger(BaseTrigger):
     ``error`` (the operator decides from a fresh description what they mean)."""
 
     def __init__(self, *, endpoint_name: str, alarms: list[str], bake_until: float, deadline: float,
-                 poll_s: float, aws_conn_id: str | None, region_name: str | None) -> None:  # fmt: skip
+                 poll_s: float, aws_conn_id: str | None, region_name: str | None,
+                 carry: dict[str, Any] | None = None) -> None:  # fmt: skip
         super().__init__()
+        self.carry = carry or {}
         self.endpoint_name, self.alarms, self.bake_until = endpoint_name, alarms, bake_until
         self.deadline, self.poll_s = deadline, poll_s
         self.aws_conn_id, self.region_name = aws_conn_id, region_name
@@ -158,9 +160,14 @@ class SageMakerEndpointTrigger(BaseTrigger):
         return (f"{type(self).__module__}.{type(self).__qualname__}",
                 {"endpoint_name": self.endpoint_name, "alarms": self.alarms, "bake_until": self.bake_until,
                  "deadline": self.deadline, "poll_s": self.poll_s, "aws_conn_id": self.aws_conn_id,
-                 "region_name": self.region_name})  # fmt: skip
+                 "region_name": self.region_name, "carry": self.carry})  # fmt: skip
 
     def poll_once(self) -> dict[str, Any] | None:
+        """One look; the event (with ``carry``: the operator's state, handed back) or None."""
+        answer = self._look()
+        return None if answer is None else {**answer, "carry": self.carry}
+
+    def _look(self) -> dict[str, Any] | None:
         from continuous_learning.serving import sagemaker
 
         hook = SageMakerEndpointHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
