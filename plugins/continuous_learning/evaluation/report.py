@@ -131,14 +131,15 @@ def _cell(value: Any) -> str:
 
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]], classes: Sequence[str] | None = None) -> str:
     """An HTML table; ``classes``: one row class each (``good``, ``bad`` or empty)."""
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header) if any(header) else ""
     body = "".join(
         (f"<tr class='{classes[i]}'>" if classes and classes[i] else "<tr>")
         + "".join(_cell(v) for v in row)
         + "</tr>"
         for i, row in enumerate(rows)
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    thead = f"<thead><tr>{head}</tr></thead>" if head else ""
+    return f"<table>{thead}<tbody>{body}</tbody></table>"
 
 
 def _pairs(document: Mapping[str, Any]) -> str:
