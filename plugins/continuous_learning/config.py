@@ -295,7 +295,9 @@ class SageMakerServingSettings(_Section):
     """
 
     endpoint_name: str = Field("continuous-learning-agent", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
-    image: str | None = Field(None, description="inference container image (e.g. an SGLang or LMI image in ECR)")
+    image: str | None = Field(
+        None, description="inference container image (e.g. an SGLang or LMI image in ECR)"
+    )
     execution_role_arn: str | None = Field(None, pattern=r"^arn:aws[a-z-]*:iam::")
     instance_type: str = "ml.g6e.2xlarge"
     instance_count: int = Field(1, ge=1, le=100)
@@ -303,8 +305,12 @@ class SageMakerServingSettings(_Section):
     environment: dict[str, str] = Field(default_factory=dict, description="the container's environment")
     canary_percent: int = Field(10, ge=1, le=99, description="capacity share of the canary step")
     canary_wait_s: int = Field(600, ge=0, le=3600, description="bake time of the canary before the rest")
-    termination_wait_s: int = Field(300, ge=0, le=3600, description="old fleet kept this long after the shift")
-    alarms: list[str] = Field(default_factory=list, description="CloudWatch alarms that roll back a deployment")
+    termination_wait_s: int = Field(
+        300, ge=0, le=3600, description="old fleet kept this long after the shift"
+    )
+    alarms: list[str] = Field(
+        default_factory=list, description="CloudWatch alarms that roll back a deployment"
+    )
     bake_s: int = Field(0, ge=0, description="after the shift, alarms are watched this long before success")
     wait_timeout_s: int = Field(7200, gt=0)
     poll_interval_s: float = Field(30.0, gt=0)
@@ -345,7 +351,9 @@ class ServingSettings(_Section):
     target: Literal["none", "sagemaker", "sglang"] = "none"
     aws_conn_id: str = "aws_default"
     region_name: str | None = None
-    kubernetes_conn_id: str | None = Field(None, description="explicit Kubernetes connection (in-cluster too)")
+    kubernetes_conn_id: str | None = Field(
+        None, description="explicit Kubernetes connection (in-cluster too)"
+    )
     eks_cluster_name: str | None = Field(None, description="else the EKS cluster reached through aws_conn_id")
     deferrable: bool = True
     sagemaker: SageMakerServingSettings = SageMakerServingSettings()

@@ -8,6 +8,7 @@ done finds it done, a half-done one continues (names and pod templates carry the
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -230,7 +231,7 @@ class DeploySGLangOperator(_DeployOperator):
             self.log.info("adapter %s loaded into %d pod(s): %s", event.version, len(pods), ", ".join(pods))
             return self._result(conf, event, "load_lora")
         if plan.manifest is not None:
-            hook.apply_deployment(plan.manifest, create=plan.action == "create")
+            hook.apply_deployment(plan.manifest, current)
         trigger = sglang_trigger(self._hook_kwargs(settings), conf)
         if settings.serving.deferrable:
             self.defer(trigger=trigger, method_name="execute_complete")
@@ -258,10 +259,10 @@ class DeploySGLangOperator(_DeployOperator):
             raise AirflowFailException(
                 f"rollout of {model.version} {status}; no earlier pod template to roll back to"
             )
-        current["spec"]["template"] = previous
-        current["metadata"]["annotations"].pop(sglang.PREVIOUS_TEMPLATE, None)
-        current.pop("status", None)
-        hook.apply_deployment(current, create=False)
+        desired = json.loads(json.dumps(current))
+        desired["spec"]["template"] = previous
+        desired["metadata"]["annotations"].pop(sglang.PREVIOUS_TEMPLATE, None)
+        hook.apply_deployment(desired, current)
         raise AirflowFailException(
             f"rollout of {model.version} (revision {model.revision}) did not become ready ({status}): rolled back "
             f"to {previous.get('metadata', {}).get('annotations', {}).get(sglang.VERSION)}"

@@ -118,12 +118,16 @@ class ServingKubernetesHook(KubeRayHook):
 
         return dict(json.loads(answer.data))
 
-    def apply_deployment(self, manifest: dict[str, Any], create: bool) -> None:
+    def apply_deployment(self, manifest: dict[str, Any], current: dict[str, Any] | None) -> None:
+        """Create the Deployment, or make ``current`` into ``manifest`` with one JSON merge patch."""
+        from continuous_learning.serving.sglang import apply_patch
+
         meta = manifest["metadata"]
-        if create:
+        if current is None:
             self.apps().create_namespaced_deployment(meta["namespace"], manifest)
-        else:
-            self.apps().replace_namespaced_deployment(meta["name"], meta["namespace"], manifest)
+            return
+        self.apps().patch_namespaced_deployment(meta["name"], meta["namespace"], apply_patch(current, manifest),
+                                                _content_type="application/merge-patch+json")  # fmt: skip
 
     def ready_pods(self, namespace: str, selector: dict[str, str]) -> list[str]:
         label = ",".join(f"{k}={v}" for k, v in selector.items())
@@ -134,12 +138,15 @@ class ServingKubernetesHook(KubeRayHook):
         )  # fmt: skip
 
     def post_to_pod(self, namespace: str, pod: str, port: int, path: str, body: dict[str, Any]) -> Any:
-        """POST JSON to a pod's port through the API server's proxy (``pods/proxy``)."""
-        return self.api_client.call_api(
+        """POST JSON to a pod's port through the API server's proxy (``pods/proxy``); the decoded answer."""
+        import json
+
+        answer = self.api_client.call_api(
             f"/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy/{path}", "POST",
             header_params={"Content-Type": "application/json", "Accept": "application/json"},
-            body=body, auth_settings=["BearerToken"], response_type="object", _return_http_data_only=True,
+            body=body, auth_settings=["BearerToken"], _preload_content=False, _return_http_data_only=True,
         )  # fmt: skip
+        return json.loads(answer.data or b"null")
 
 
 class SageMakerEndpointTrigger(BaseTrigger):

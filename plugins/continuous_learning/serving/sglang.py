@@ -217,3 +217,25 @@ def rollback_template(deployment: Mapping[str, Any]) -> dict[str, Any] | None:
     """The pod template a failed rollout replaced (None: the Deployment was new, nothing to go back to)."""
     saved = ((deployment.get("metadata") or {}).get("annotations") or {}).get(PREVIOUS_TEMPLATE)
     return json.loads(saved) if saved else None
+
+
+def merge_patch(current: Any, desired: Any) -> Any:
+    """The JSON merge patch (RFC 7386) that turns ``current`` into ``desired``: maps recursively, a key
+    ``desired`` lacks set to None (removed), anything else (lists too) replaced whole."""
+    if not isinstance(current, Mapping) or not isinstance(desired, Mapping):
+        return desired
+    patch = {k: merge_patch(current.get(k), v) for k, v in desired.items() if current.get(k) != v}
+    patch.update({k: None for k in current if k not in desired})
+    return patch
+
+
+def apply_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
+    """The merge patch making the Deployment ``current`` what ``desired`` asks: its labels, annotations and
+    spec (what the API server adds, status and server metadata, is left alone)."""
+    cur_meta, new_meta = current.get("metadata") or {}, desired.get("metadata") or {}
+    return {
+        "metadata": {
+            k: merge_patch(cur_meta.get(k) or {}, new_meta.get(k) or {}) for k in ("labels", "annotations")
+        },
+        "spec": merge_patch(current.get("spec") or {}, desired.get("spec") or {}),
+    }
