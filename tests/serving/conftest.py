@@ -51,7 +51,9 @@ def update_requests(url: str) -> list[dict[str, Any]]:
 @pytest.fixture
 def aws_serving(serving_moto: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """AWS credentials and ``aws_default`` at moto (no botocore retries: an injected fault surfaces)."""
-    urllib.request.urlopen(urllib.request.Request(f"{serving_moto}/moto-api/reset", method="POST"), timeout=10)
+    urllib.request.urlopen(
+        urllib.request.Request(f"{serving_moto}/moto-api/reset", method="POST"), timeout=10
+    )
     for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                        "AWS_DEFAULT_REGION": "us-east-1"}.items():  # fmt: skip
         monkeypatch.setenv(key, value)
@@ -76,7 +78,9 @@ def serving_kube_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ku
 
 
 @pytest.fixture
-def serving_kube(serving_kube_server: KubeEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[KubeEmulator]:
+def serving_kube(
+    serving_kube_server: KubeEmulator, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[KubeEmulator]:
     """A clean emulator, a Kubernetes connection ``serving_test`` to it; afterwards every call the operators
     made must be allowed by the shipped serving Role (infra/k8s/serving.yaml)."""
     from tests.kuberay.rbac import allowed, describe, shipped_rules

@@ -27,7 +27,9 @@ import kmock
 
 from tests.kuberay.emulator import Emulator
 
-POD_PROXY = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/pods/(?P<pod>[^/:]+):(?P<port>\d+)/proxy/(?P<path>.*)$")
+POD_PROXY = re.compile(
+    r"^/api/v1/namespaces/(?P<ns>[^/]+)/pods/(?P<pod>[^/:]+):(?P<port>\d+)/proxy/(?P<path>.*)$"
+)
 VERSION = "continuous-learning.io/version"
 
 
@@ -100,7 +102,9 @@ async def reconcile(k: ServingEmulator, base_url: str, session: aiohttp.ClientSe
         status = obj.raw.get("status") or {}
         started = k.seen.setdefault((ns, name, generation), now)
         version = spec.get("template", {}).get("metadata", {}).get("annotations", {}).get(VERSION)
-        old_ready = int(status.get("readyReplicas") or 0) if status.get("observedGeneration") != generation else None
+        old_ready = (
+            int(status.get("readyReplicas") or 0) if status.get("observedGeneration") != generation else None
+        )
         if version in k.settings["never_ready_versions"]:
             if now - started > k.settings["deadline_s"]:
                 cond = {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}
@@ -136,7 +140,11 @@ async def _replace_pods(k: ServingEmulator, base_url: str, session: aiohttp.Clie
                 "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}  # fmt: skip
         async with session.post(f"{base_url}/api/v1/namespaces/{ns}/pods", json=body) as answer:
             await answer.read()
-    k.calls[:] = [c for c in k.calls if not (c.get("resource") == "pods" and c.get("verb") == "create" and c.get("subresource") is None)]
+    k.calls[:] = [
+        c
+        for c in k.calls
+        if not (c.get("resource") == "pods" and c.get("verb") == "create" and c.get("subresource") is None)
+    ]
 
 
 async def main(port: int) -> None:

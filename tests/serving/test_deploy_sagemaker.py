@@ -55,11 +55,19 @@ def test_promoted_model_reaches_the_endpoint_and_a_failing_canary_rolls_back(
 ) -> None:
     from airflow.dag_processing.dagbag import DagBag
 
-    registry, sm, cloudwatch = sagemaker_target["registry"], sagemaker_target["sagemaker"], sagemaker_target["cloudwatch"]
+    registry, sm, cloudwatch = (
+        sagemaker_target["registry"],
+        sagemaker_target["sagemaker"],
+        sagemaker_target["cloudwatch"],
+    )
     dag = DagBag(dag_folder=str(REPO / "dags")).get_dag("deploy_production")
 
     first = dag.test()  # a manual run: the current production, v0; no endpoint yet -> created
-    assert _states(first) == {"resolve_model": "success", "deploy_sagemaker": "success", "deploy_sglang": "skipped"}
+    assert _states(first) == {
+        "resolve_model": "success",
+        "deploy_sagemaker": "success",
+        "deploy_sglang": "skipped",
+    }
     endpoint = sm.describe_endpoint(EndpointName=ENDPOINT)
     assert (endpoint["EndpointStatus"], endpoint["EndpointConfigName"]) == ("InService", f"{ENDPOINT}-v0-r1")
     model = sm.describe_model(ModelName=f"{ENDPOINT}-v0-r1")

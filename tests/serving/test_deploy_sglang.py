@@ -23,7 +23,9 @@ def _states(run: Any) -> dict[str, str]:
 
 
 @pytest.fixture
-def sglang_target(serving_kube: KubeEmulator, storage_root: str, monkeypatch: pytest.MonkeyPatch) -> ModelRegistry:
+def sglang_target(
+    serving_kube: KubeEmulator, storage_root: str, monkeypatch: pytest.MonkeyPatch
+) -> ModelRegistry:
     for key, value in {
         "CL_SERVING__TARGET": "sglang", "CL_SERVING__DEFERRABLE": "true",
         "CL_SERVING__SGLANG__POLL_INTERVAL_S": "0.2", "CL_SERVING__SGLANG__SHARED_CLAIM": "fsx-claim",
@@ -33,7 +35,10 @@ def sglang_target(serving_kube: KubeEmulator, storage_root: str, monkeypatch: py
     registry = ModelRegistry(storage.join(storage_root, "registry"))
     for i in range(3):
         registry.register(f"s3://models/agent/v{i}/", f"run-{i}", None, None)
-    lora = {"base_model_uri": "s3://models/agent/v1/", "lora": {"adapter_uri": "/fsx/adapters/v3", "rank": 16}}
+    lora = {
+        "base_model_uri": "s3://models/agent/v1/",
+        "lora": {"adapter_uri": "/fsx/adapters/v3", "rank": 16},
+    }
     registry.register("s3://models/agent/v3-merged/", "run-3", "v1", None, lineage=lora)
     registry.promote("v0", "bootstrap", None, expected_revision=0)
     return registry
@@ -48,7 +53,11 @@ def test_promoted_model_reaches_the_deployment_and_a_rollout_that_never_gets_rea
     dag = DagBag(dag_folder=str(REPO / "dags")).get_dag("deploy_production")
 
     first = dag.test()
-    assert _states(first) == {"resolve_model": "success", "deploy_sagemaker": "skipped", "deploy_sglang": "success"}
+    assert _states(first) == {
+        "resolve_model": "success",
+        "deploy_sagemaker": "skipped",
+        "deploy_sglang": "success",
+    }
     deployment = serving_kube.state()["deployments"][NAME]
     assert deployment["version"] == "v0" and deployment["status"]["readyReplicas"] == 1
 
@@ -76,7 +85,9 @@ def test_promoted_model_reaches_the_deployment_and_a_rollout_that_never_gets_rea
     registry.rollback("v1", "v2 never got ready", None)
     assert _states(dag.test())["deploy_sglang"] == "success"  # v1 again at revision 4 (a new template rev)
     before = serving_kube.state()["deployments"][NAME]["generation"]
-    registry.promote("v3", "gate: LoRA better", "run-3", expected_revision=registry.alias("production").revision)
+    registry.promote(
+        "v3", "gate: LoRA better", "run-3", expected_revision=registry.alias("production").revision
+    )
     assert _states(dag.test())["deploy_sglang"] == "success"
     state = serving_kube.state()
     assert state["deployments"][NAME]["generation"] == before  # no restart
