@@ -26,7 +26,7 @@ from continuous_learning.airflow.capacity import (
     release_capacity,
     resolve_deferrable,
 )
-from continuous_learning.airflow.context import task_settings
+from continuous_learning.airflow.context import run_identity, task_settings
 
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
@@ -285,10 +285,27 @@ class DeleteRayClusterOperator(BaseOperator):
         if ref.backend == "local_ray":
             from continuous_learning.compute.local_ray import LocalRayHead, stop_local_head
 
-            stopped = stop_local_head(LocalRayHead.from_dict(ref.model_dump()))
+            head = LocalRayHead.from_dict(ref.model_dump())
+            self._keep_local_logs(context, head)
+            stopped = stop_local_head(head)
             self.log.info("local Ray head stopped (%d processes)", stopped)
             return
         self._delete_kuberay(context, ref)
+
+    def _keep_local_logs(self, context: Context, head: Any) -> None:
+        """The head's Ray logs (the trainer's output among them) into ``runs/<run>/logs/ray/`` before the
+        head and its temp dir go. A failure to copy is logged, never a reason to leave the head running."""
+        from continuous_learning import storage
+        from continuous_learning.compute.local_ray import keep_logs
+        from continuous_learning.training import run_paths
+
+        uri = storage.join(run_paths(task_settings(context), run_identity(context)).root, "logs", "ray")
+        try:
+            kept = keep_logs(head, uri)
+        except (OSError, storage.StorageError):
+            self.log.exception("could not keep the Ray logs in %s; stopping the head anyway", uri)
+            return
+        self.log.info("kept %d Ray log files in %s", len(kept), uri)
 
     def _delete_kuberay(self, context: Context, ref: KubeRayClusterRef) -> None:
         from continuous_learning.compute import kuberay

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from continuous_learning import storage
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +155,33 @@ def _group_members(pgid: int) -> list[psutil.Process]:
         except (ProcessLookupError, psutil.Error, PermissionError):
             continue
     return members
+
+
+#: The head's log files kept past its teardown (Ray's session logs: job drivers, i.e. the trainer's output,
+#: workers, raylet, GCS; the head's own output), each at most this many bytes (a longer one keeps its end).
+KEPT_LOG_BYTES = 8 * 1024 * 1024
+KEPT_LOG_SUFFIXES = (".log", ".out", ".err")
+
+
+def keep_logs(head: LocalRayHead, uri: str, max_bytes: int = KEPT_LOG_BYTES) -> list[str]:
+    """Copy the head's logs to storage under ``uri`` (before :func:`stop_local_head` removes them): the
+    head's ``head.log`` and ``logs/`` of each Ray session in its temp dir. Returns the URIs written."""
+    root = Path(head.temp_dir)
+    files = [root / "head.log"] if (root / "head.log").is_file() else []
+    for session in sorted(root.glob("session_2*")):  # session_latest is a link to one of these
+        files += sorted(
+            p for p in (session / "logs").rglob("*") if p.is_file() and p.suffix in KEPT_LOG_SUFFIXES
+        )
+    written = []
+    for file in files:
+        target = storage.join(uri, str(file.relative_to(root)))
+        size = file.stat().st_size
+        with file.open("rb") as handle:
+            if size > max_bytes:
+                handle.seek(size - max_bytes)
+            storage.write_bytes(target, handle.read())
+        written.append(target)
+    return written
 
 
 def stop_local_head(head: LocalRayHead, grace_s: float = 15.0) -> int:
