@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import re
 import signal
@@ -162,10 +163,8 @@ async def main(port: int) -> None:
                     await reconcile(emulator, str(server.url).rstrip("/"), session)
                 except Exception as exc:  # keep the controller alive, like a real one
                     print(f"controller error: {exc!r}", flush=True)
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.2)
-                except TimeoutError:
-                    pass
 
 
 if __name__ == "__main__":

@@ -116,7 +116,7 @@ def test_each_call_failing_once_is_retried_to_a_consistent_end(
         if fault in STORAGE_FAULTS:
             _storage_fault(monkeypatch, fault)
         first = _context(1)
-        with pytest.raises(Exception, match="injected|InternalFailure"):
+        with pytest.raises(Exception, match=r"injected|InternalFailure"):
             _operator().execute(first)
         assert "production_model" not in first["ti"].xcoms  # no event from a failed try
         second = _context(2)
@@ -152,7 +152,6 @@ def test_rollback_dag_emits_the_model_in_the_asset_event(
     from airflow.dag_processing.dagbag import DagBag
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
-
     from continuous_learning.sagemaker_registry import ensure_version
 
     registry = setup["registry"]

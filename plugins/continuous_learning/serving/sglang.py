@@ -85,7 +85,10 @@ def _server(settings: SGLangServingSettings, event: ProductionModelEvent, model_
             "all",
         ]
     args += settings.extra_args
-    mounts = [{"name": "shm", "mountPath": "/dev/shm"}, {"name": "models", "mountPath": MODELS_DIR}]
+    mounts: list[dict[str, Any]] = [
+        {"name": "shm", "mountPath": "/dev/shm"},
+        {"name": "models", "mountPath": MODELS_DIR},
+    ]
     if settings.shared_claim:
         mounts.append({"name": "shared", "mountPath": settings.shared_mount_path, "readOnly": True})
     probe = {"httpGet": {"path": "/health_generate", "port": settings.port}, "periodSeconds": 10,
