@@ -23,6 +23,8 @@ module "observability" {
   log_groups     = local.log_groups
   retention_days = var.log_retention_days
   kms_key_arn    = module.kms.key_arns["logs"]
+  # the canary alarms of deploy_production's SageMaker endpoint (serving.sagemaker.alarms in prod.toml)
+  serving_endpoint_name = "continuous-learning-agent"
 }
 
 module "network" {
