@@ -72,7 +72,8 @@ def test_registry_build_is_the_default() -> None:
     assert froms == ["${BASE_IMAGE} AS build", "${BASE_IMAGE} AS runtime"]
     text = DOCKERFILE.read_text()
     assert text.index("ARG BASE_IMAGE=") < text.index("FROM "), "BASE_IMAGE must be a global ARG"
-    assert "COPY ${LOCK} ./requirements.lock" in text
+    assert "COPY ${LOCK} /tmp/lock/requirements.lock" in text
+    assert "COPY --from=build /opt/venv" not in text, "the venv is installed once, in the runtime stage"
 
 
 def test_offline_build_switches_only_build_args() -> None:
