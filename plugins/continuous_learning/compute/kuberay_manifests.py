@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from continuous_learning.compute import crd_schemas
+from continuous_learning.compute.ray_logs import LogShipping, log_shipper, ray_logs_mount, ray_logs_volume
 from pydantic import BaseModel, ConfigDict, Field
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ class RayClusterSpec(_Spec):
     env: dict[str, str] = Field(default_factory=dict)
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
+    log_shipping: LogShipping | None = Field(None, description="a Fluent Bit sidecar ships Ray's logs")
 
     @property
     def nnodes(self) -> int:
@@ -182,6 +184,11 @@ def _pod_template(
     if spec.fsx_claim:
         mounts.append({"name": "fsx", "mountPath": spec.fsx_mount_path})
         volumes.append({"name": "fsx", "persistentVolumeClaim": {"claimName": spec.fsx_claim}})
+    sidecars = []
+    if spec.log_shipping is not None:  # Ray's logs outlive the pod (compute/ray_logs.py)
+        mounts.append(ray_logs_mount())
+        volumes.append(ray_logs_volume())
+        sidecars.append(log_shipper(spec.log_shipping, spec.name))
     pod: dict[str, Any] = {
         "containers": [
             {
@@ -192,7 +199,8 @@ def _pod_template(
                 "env": env,
                 "volumeMounts": mounts,
                 "lifecycle": {"preStop": {"exec": {"command": ["/bin/sh", "-c", "ray stop"]}}},
-            }
+            },
+            *sidecars,
         ],
         "volumes": volumes,
     }
@@ -442,4 +450,9 @@ def cluster_spec_from_settings(
         fsx_mount_path=k.fsx_mount_path,
         env=env,
         labels=labels,
+        log_shipping=LogShipping(
+            log_group=k.log_group, region=settings.hyperpod.region_name, image=k.log_shipper_image
+        )
+        if k.log_group
+        else None,
     )

@@ -98,6 +98,7 @@ module "iam" {
   model_package_group_name    = var.model_package_group_name
   training_namespace          = var.training_namespace
   airflow_kubernetes_group    = var.airflow_kubernetes_group
+  ray_log_group_arn           = module.observability.log_group_arns["ray"]
 }
 
 module "hyperpod" {

@@ -176,6 +176,16 @@ data "aws_iam_policy_document" "ray" {
       values   = ["s3.${local.region}.amazonaws.com"]
     }
   }
+
+  # The Ray pods' Fluent Bit sidecar ships Ray's logs to the ray log group (compute/ray_logs.py).
+  dynamic "statement" {
+    for_each = var.ray_log_group_arn == null ? [] : [var.ray_log_group_arn]
+    content {
+      sid       = "ShipRayLogs"
+      actions   = ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
+      resources = [statement.value, "${statement.value}:*"]
+    }
+  }
 }
 
 resource "aws_iam_role_policy" "ray" {

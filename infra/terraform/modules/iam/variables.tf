@@ -107,3 +107,9 @@ variable "airflow_kubernetes_group" {
   type        = string
   default     = "continuous-learning-airflow"
 }
+
+variable "ray_log_group_arn" {
+  description = "CloudWatch Logs group the Ray pods' log shipper writes to (the observability module's ray group); null: none."
+  type        = string
+  default     = null
+}
