@@ -48,7 +48,10 @@ def test_a_run_appears_in_mlflow(
     assert found is not None
     [tracked] = client.search_runs([found.experiment_id])
     mlflow_run = tracked.info.run_id
-    assert tracked.info.status == "FINISHED" and tracked.data.tags["cl.run_id"] == f"continuous_training__{run.run_id}"
+    assert (
+        tracked.info.status == "FINISHED"
+        and tracked.data.tags["cl.run_id"] == f"continuous_training__{run.run_id}"
+    )
     params = tracked.data.params
     assert (
         params["cl.engine"] == "cpu"

@@ -28,7 +28,9 @@ class LogShipping(BaseModel):
     """Where a RayCluster's pods ship their logs."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    log_group: str = Field(pattern=r"^[A-Za-z0-9_#/.\-]{1,512}$", description="an existing CloudWatch Logs group")
+    log_group: str = Field(
+        pattern=r"^[A-Za-z0-9_#/.\-]{1,512}$", description="an existing CloudWatch Logs group"
+    )
     region: str | None = Field(None, description="its region; None: the pod's (AWS_REGION from Pod Identity)")
     image: str = Field(min_length=1, description="aws-for-fluent-bit (has the cloudwatch_logs output)")
     cpu: str = "100m"
