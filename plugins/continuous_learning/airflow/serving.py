@@ -90,11 +90,17 @@ class DeploySageMakerEndpointOperator(_DeployOperator):
             raise AirflowFailException(
                 f"serving.sagemaker.alarms: no such CloudWatch alarm: {', '.join(missing)}"
             )
+        from botocore.exceptions import ClientError
+
         try:
             hook.ensure_model(sagemaker.create_model_request(conf, event))
+            hook.ensure_endpoint_config(sagemaker.endpoint_config_request(conf, event))
         except ValueError as exc:
             raise AirflowFailException(str(exc)) from None
-        hook.ensure_endpoint_config(sagemaker.endpoint_config_request(conf, event))
+        except ClientError as exc:  # a request SageMaker refuses (settings): retrying sends the same
+            if exc.response.get("Error", {}).get("Code") != "ValidationException":
+                raise
+            raise AirflowFailException(f"SageMaker refused the deployment's request: {exc}") from None
         return self._advance(context, updated=False, previous=None, baked=False)
 
     def _advance(self, context: Context, updated: bool, previous: str | None, baked: bool) -> dict[str, Any]:
