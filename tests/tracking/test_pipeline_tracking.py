@@ -99,6 +99,13 @@ def test_tracking_off_sends_nothing(
     assert spec["tracking"] is None
     v1 = storage.read_json(storage.join(storage_root, "registry", "versions", "v1.json"))
     assert "mlflow_run_id" not in v1["lineage"]
+    # the Ray head's logs outlived it: the training job's driver log (the trainer's output) is in the run's folder
+    logs = Path(
+        storage.join(storage_root, "runs", _run_folder(storage_root), "logs", "ray").removeprefix("file://")
+    )
+    drivers = sorted(logs.glob("session_*/logs/job-driver-*train*.log"))
+    assert drivers, sorted(str(p.relative_to(logs)) for p in logs.rglob("*"))[:40]
+    assert drivers[0].stat().st_size > 0
 
 
 def _run_folder(storage_root: str) -> str:
