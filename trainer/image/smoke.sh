@@ -43,8 +43,10 @@ check() {  # check NAME CMD...: PASS/FAIL line, output kept in $OUT/NAME.txt
 echo ">> smoke test of $IMAGE (container $ctr)"
 
 entry_point() {
-  run python -m continuous_learning_trainer --help | tee /dev/stderr \
-    | grep -q "{train,import-model,bootstrap,evaluate}"
+  local usage
+  usage="$(run python -m continuous_learning_trainer --help)"
+  echo "$usage"
+  grep -q "{train,import-model,bootstrap,evaluate}" <<< "$usage"
   echo "python -m continuous_learning_trainer --help: usage with train, import-model, bootstrap, evaluate"
 }
 check entry-point entry_point
@@ -59,7 +61,7 @@ check user-and-workdir user_and_workdir
 
 pip_check() {
   local report unexpected
-  report="$(run pip check 2>&1 || true)"
+  report="$(run pip check 2> /dev/null || true)"  # pip check reports on stdout; stderr is buildah's own
   echo "$report"
   unexpected="$(grep -v -E '^sglang 0\.5\.12 has requirement transformers==5\.6\.0, but you have transformers 5\.9\.0\.$|^continuous-learning [^ ]+ requires [^ ]+, which is not installed\.$' <<< "$report" || true)"
   [[ -z "$unexpected" ]] || { echo "unexpected: $unexpected"; return 1; }
