@@ -37,8 +37,6 @@ t0=$SECONDS
 BASE="$(timed base "$HERE/base.sh" | tail -1)"
 GIT_SHA="$(git -C "$ROOT" rev-parse HEAD)"
 git -C "$ROOT" diff --quiet HEAD -- trainer plugins pyproject.toml README.md || GIT_SHA="$GIT_SHA-dirty"
-CUDA_WHEELS="$("${BH[@]}" inspect --type image --format '{{index .OCIv1.Config.Labels "ai.continuous-learning.cuda-wheels"}}' "$BASE")"
-NVCC_VERSION="$(tr ',' '\n' <<< "$CUDA_WHEELS" | sed -n 's/^nvidia-cuda-nvcc==//p')"
 # Where PyPI is reached through a TLS-inspecting proxy (as here: pip's PIP_CERT), the build's pip gets the
 # host's CA bundle, mounted for the RUN steps only (not in the image).
 HOST_CA="${HOST_CA:-${PIP_CERT:-}}"
@@ -53,7 +51,6 @@ timed image "${BH[@]}" bud --isolation chroot --pull=never --layers \
   --build-arg PYTHON_VERSION=3.11 \
   --build-arg LOCK=trainer/image/requirements-py311.lock \
   --build-arg WITH_EFA=false \
-  --build-arg "CUDA_VERSION=${NVCC_VERSION:-13.0}-pypi" \
   --build-arg "GIT_SHA=$GIT_SHA" \
   "${CA_ARGS[@]}" \
   --tag "$IMAGE" "$ROOT"
