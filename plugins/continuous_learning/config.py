@@ -229,10 +229,12 @@ class KubeRaySettings(_Section):
     api_retries: int = Field(5, ge=0, le=20)
     deferrable: bool = Field(True, description="operators wait in the triggerer unless told otherwise")
     log_group: str | None = Field(
-        None, description="CloudWatch Logs group the Ray pods ship their logs to (a Fluent Bit sidecar); None: none"
+        None,
+        description="CloudWatch Logs group the Ray pods ship their logs to (a Fluent Bit sidecar); None: none",
     )
     log_shipper_image: str = Field(
-        "public.ecr.aws/aws-observability/aws-for-fluent-bit:2.32.5", min_length=1,
+        "public.ecr.aws/aws-observability/aws-for-fluent-bit:2.32.5",
+        min_length=1,
         description="the sidecar's image (mirror it to ECR where nodes cannot reach public ECR)",
     )
 

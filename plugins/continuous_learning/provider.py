@@ -64,6 +64,7 @@ def get_provider_info() -> dict[str, Any]:
                     "continuous_learning.airflow.ingest",
                     "continuous_learning.airflow.late_feedback",
                     "continuous_learning.airflow.promotion",
+                    "continuous_learning.airflow.serving",
                     "continuous_learning.airflow.training",
                     "continuous_learning.airflow.validation",
                 ],
@@ -80,10 +81,12 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [
             {"integration-name": HYPERPOD, "python-modules": ["continuous_learning.airflow.hooks"]},
             {"integration-name": KUBERAY, "python-modules": ["continuous_learning.airflow.hooks"]},
+            {"integration-name": INTEGRATION, "python-modules": ["continuous_learning.airflow.serving_hooks"]},
         ],
         "triggers": [
             {"integration-name": HYPERPOD, "python-modules": ["continuous_learning.airflow.triggers"]},
             {"integration-name": KUBERAY, "python-modules": ["continuous_learning.airflow.triggers"]},
+            {"integration-name": INTEGRATION, "python-modules": ["continuous_learning.airflow.serving_hooks"]},
         ],
         "extra-links": [
             "continuous_learning.airflow.links.RayDashboardLink",
