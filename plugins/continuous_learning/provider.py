@@ -81,12 +81,18 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [
             {"integration-name": HYPERPOD, "python-modules": ["continuous_learning.airflow.hooks"]},
             {"integration-name": KUBERAY, "python-modules": ["continuous_learning.airflow.hooks"]},
-            {"integration-name": INTEGRATION, "python-modules": ["continuous_learning.airflow.serving_hooks"]},
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": ["continuous_learning.airflow.serving_hooks"],
+            },
         ],
         "triggers": [
             {"integration-name": HYPERPOD, "python-modules": ["continuous_learning.airflow.triggers"]},
             {"integration-name": KUBERAY, "python-modules": ["continuous_learning.airflow.triggers"]},
-            {"integration-name": INTEGRATION, "python-modules": ["continuous_learning.airflow.serving_hooks"]},
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": ["continuous_learning.airflow.serving_hooks"],
+            },
         ],
         "extra-links": [
             "continuous_learning.airflow.links.RayDashboardLink",
