@@ -12,7 +12,13 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from continuous_learning.config_after_gate import (
+    MonitoringSettings,
+    ServingSettings,
+    SettingsSection,
+    TrackingSettings,
+)
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -25,11 +31,7 @@ class ConfigError(ValueError):
     """A setting is missing, unreadable or out of its allowed range."""
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class StorageSettings(_Section):
+class StorageSettings(SettingsSection):
     root: str = Field(description="Base URI for all data: file://... or s3://bucket/prefix")
 
     @field_validator("root")
@@ -70,26 +72,26 @@ class StorageSettings(_Section):
         return self.uri("registry")
 
 
-class IngestSettings(_Section):
+class IngestSettings(SettingsSection):
     max_record_bytes: int = Field(gt=0)
     max_quarantine_share: float = Field(ge=0.0, le=1.0)
 
 
-class DatasetSettings(_Section):
+class DatasetSettings(SettingsSection):
     lookback_days: int = Field(ge=1, le=90)
     min_train_rows: int = Field(ge=1)
     validation_share: float = Field(ge=0.0, lt=0.5)
     test_share: float = Field(gt=0.0, lt=0.5)
 
 
-class ComputeSettings(_Section):
+class ComputeSettings(SettingsSection):
     backend: Literal["local_ray", "kuberay"]
     local_ray_num_cpus: int = Field(ge=1)
     job_timeout_s: int = Field(gt=0)
     cluster_startup_timeout_s: int = Field(gt=0)
 
 
-class TrainerSettings(_Section):
+class TrainerSettings(SettingsSection):
     engine: Literal["cpu", "verl"]
     algorithm: Literal["grpo", "ppo", "sft"] = Field(
         description="grpo/ppo: RL from production (the default); sft: fine-tune on corrections and "
@@ -116,7 +118,7 @@ class TrainerSettings(_Section):
     )
 
 
-class LoraSettings(_Section):
+class LoraSettings(SettingsSection):
     """LoRA adapters instead of full fine-tuning; off by default."""
 
     enabled: bool = False
@@ -129,7 +131,7 @@ class LoraSettings(_Section):
 MODEL_SCHEMES = ("builtin:", "file://", "s3://", "hf://", "/")
 
 
-class ModelSettings(_Section):
+class ModelSettings(SettingsSection):
     """The base model: the user's production model, imported once as ``v0`` (see docs/models.md).
 
     ``base_uri``: a Hugging Face folder (config, tokenizer, safetensors) at ``s3://``, ``file://`` or an
@@ -167,7 +169,7 @@ class ModelSettings(_Section):
         return value
 
 
-class RewardSettings(_Section):
+class RewardSettings(SettingsSection):
     """The reward used by training and evaluation: ours unless ``function`` names the user's."""
 
     function: str | None = Field(
@@ -178,7 +180,7 @@ class RewardSettings(_Section):
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
-class EvaluationSettings(_Section):
+class EvaluationSettings(SettingsSection):
     max_prompts: int = Field(ge=1)
     margin: float
     confidence: float = Field(gt=0.5, lt=1.0)
@@ -186,7 +188,7 @@ class EvaluationSettings(_Section):
     seed: int
 
 
-class HyperPodSettings(_Section):
+class HyperPodSettings(SettingsSection):
     """SageMaker HyperPod capacity for the ``kuberay`` backend (an EKS-orchestrated HyperPod cluster)."""
 
     cluster_name: str | None = Field(None, description="HyperPod cluster name or ARN; None: no capacity step")
@@ -199,7 +201,7 @@ class HyperPodSettings(_Section):
     poll_interval_s: float = Field(30.0, gt=0)
 
 
-class KubeRaySettings(_Section):
+class KubeRaySettings(SettingsSection):
     """The KubeRay RayCluster/RayJob on the HyperPod cluster's EKS nodes (``compute.backend = kuberay``)."""
 
     kubernetes_conn_id: str | None = Field(
@@ -239,11 +241,11 @@ class KubeRaySettings(_Section):
     )
 
 
-class RegistrySettings(_Section):
+class RegistrySettings(SettingsSection):
     sagemaker_model_package_group: str | None = None
 
 
-class PromotionSettings(_Section):
+class PromotionSettings(SettingsSection):
     """An optional human approval between the gate and the move of ``production``.
 
     Off by default: the schedule and the local demo run unattended. With ``require_approval``, a
@@ -257,7 +259,7 @@ class PromotionSettings(_Section):
     )
 
 
-class AlertSettings(_Section):
+class AlertSettings(SettingsSection):
     """Notifications on failures and gate rejections, through the Amazon provider's SNS notifier.
 
     Off by default. With ``enabled`` and an ``sns_topic_arn``, a failed task and a gate rejection each
@@ -272,122 +274,6 @@ class AlertSettings(_Section):
     on_gate_rejection: bool = Field(True, description="notify when the gate rejects a candidate")
     on_approval_request: bool = Field(True, description="notify when a promotion waits for approval")
     subject_prefix: str = Field("[continuous-learning]", max_length=40)
-
-
-class MonitoringSettings(_Section):
-    """The production model's live feedback (thumbs, corrections), read from curated data by the gate.
-
-    A sustained drop after a promotion raises an alert offering a rollback: on each of the last
-    ``sustained_days`` days the production version served at least ``min_interactions`` interactions with
-    at least ``min_thumbs`` thumbs, and its thumbs-up rate was more than ``max_thumbs_up_drop`` below the
-    previous version's (pooled over the ``lookback_days`` before the day checked)."""
-
-    enabled: bool = Field(True, description="compute live feedback at the gate and alert on a drop")
-    lookback_days: int = Field(14, ge=2, le=90, description="days of curated data read (baseline included)")
-    sustained_days: int = Field(3, ge=1, le=30, description="consecutive days the drop must last")
-    min_interactions: int = Field(100, ge=1, description="a day counts only with this many interactions")
-    min_thumbs: int = Field(30, ge=1, description="... and this many thumbs (up or down)")
-    max_thumbs_up_drop: float = Field(
-        0.05, gt=0.0, lt=1.0, description="thumbs-up rate below the previous version's by more than this"
-    )
-
-
-class SageMakerServingSettings(_Section):
-    """A SageMaker real-time endpoint (``serving.target = sagemaker``), updated blue/green with a canary.
-
-    The model package mirrored at promotion gets an InferenceSpecification with ``image`` and the model's
-    S3 folder, so it is deployable. Each deployment creates a Model and an EndpointConfig named for the
-    version and registry revision, then creates or updates ``endpoint_name`` with a DeploymentConfig: a
-    canary of ``canary_percent`` of capacity for ``canary_wait_s``, then the rest; any of ``alarms`` in
-    ALARM during the shift rolls the endpoint back (SageMaker's deployment guardrails), and again
-    during ``bake_s`` after it (checked by the operator itself).
-    """
-
-    endpoint_name: str = Field("continuous-learning-agent", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
-    image: str | None = Field(
-        None, description="inference container image (e.g. an SGLang or LMI image in ECR)"
-    )
-    execution_role_arn: str | None = Field(None, pattern=r"^arn:aws[a-z-]*:iam::")
-    instance_type: str = "ml.g6e.2xlarge"
-    instance_count: int = Field(1, ge=1, le=100)
-    variant_name: str = "AllTraffic"
-    environment: dict[str, str] = Field(default_factory=dict, description="the container's environment")
-    canary_percent: int = Field(10, ge=1, le=99, description="capacity share of the canary step")
-    canary_wait_s: int = Field(600, ge=0, le=3600, description="bake time of the canary before the rest")
-    termination_wait_s: int = Field(
-        300, ge=0, le=3600, description="old fleet kept this long after the shift"
-    )
-    alarms: list[str] = Field(
-        default_factory=list, description="CloudWatch alarms that roll back a deployment"
-    )
-    bake_s: int = Field(0, ge=0, description="after the shift, alarms are watched this long before success")
-    wait_timeout_s: int = Field(7200, gt=0)
-    poll_interval_s: float = Field(30.0, gt=0)
-
-
-class SGLangServingSettings(_Section):
-    """An SGLang Deployment on the EKS cluster (``serving.target = sglang``), rolled to new weights.
-
-    Rolling update (``maxUnavailable 0``): new pods must pass SGLang's readiness probe before old ones go;
-    a rollout that does not become ready within ``progress_deadline_s`` is rolled back to the previous
-    pod template. A LoRA version whose base model already serves is loaded into the running pods through
-    SGLang's ``/load_lora_adapter`` (no restart) when ``lora_hot_load`` is on and the adapter is on a path
-    the pods mount.
-    """
-
-    namespace: str = Field("serving", min_length=1)
-    deployment_name: str = Field("agent-sglang", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-    image: str = "lmsysorg/sglang:v0.5.12-cu129"
-    downloader_image: str = Field("public.ecr.aws/aws-cli/aws-cli:2.22.0", description="copies s3:// weights")
-    service_account: str | None = "sglang-serving"
-    replicas: int = Field(1, ge=1, le=64)
-    gpus: int = Field(1, ge=0, le=16)
-    tensor_parallel: int = Field(1, ge=1, le=16)
-    port: int = Field(30000, ge=1, le=65535)
-    shared_claim: str | None = Field(None, description="PersistentVolumeClaim with the models (e.g. FSx)")
-    shared_mount_path: str = "/fsx"
-    extra_args: list[str] = Field(default_factory=list)
-    lora_hot_load: bool = True
-    max_lora_rank: int = Field(64, ge=1)
-    progress_deadline_s: int = Field(1800, ge=10)
-    wait_timeout_s: int = Field(3600, gt=0)
-    poll_interval_s: float = Field(15.0, gt=0)
-
-
-class ServingSettings(_Section):
-    """Where ``deploy_production`` hands the production model (``none``: nobody is told)."""
-
-    target: Literal["none", "sagemaker", "sglang"] = "none"
-    aws_conn_id: str = "aws_default"
-    region_name: str | None = None
-    kubernetes_conn_id: str | None = Field(
-        None, description="explicit Kubernetes connection (in-cluster too)"
-    )
-    eks_cluster_name: str | None = Field(None, description="else the EKS cluster reached through aws_conn_id")
-    deferrable: bool = True
-    sagemaker: SageMakerServingSettings = SageMakerServingSettings()
-    sglang: SGLangServingSettings = SGLangServingSettings()
-
-
-class TrackingSettings(_Section):
-    """The experiment tracker (MLflow): each training run's params, per-step metrics, gate and report.
-
-    Off (``enabled = false``): nothing is sent anywhere and no MLflow call is made."""
-
-    enabled: bool = Field(False, description="send runs to the MLflow server at tracking_uri")
-    tracking_uri: str | None = Field(
-        None,
-        pattern=r"^(https?://|arn:aws[a-z-]*:sagemaker:)",
-        description="the MLflow server (http://mlflow:5000), or a SageMaker managed MLflow ARN",
-    )
-    experiment: str = Field("continuous-learning", min_length=1, max_length=200)
-    request_timeout_s: int = Field(30, ge=1, le=600, description="each HTTP call to the server")
-
-    @model_validator(mode="after")
-    def _uri_when_enabled(self) -> TrackingSettings:
-        if self.enabled and not self.tracking_uri:
-            raise ValueError("tracking.enabled needs tracking.tracking_uri (e.g. http://127.0.0.1:5000)")
-        return self
 
 
 class _EnvironmentFileSource(PydanticBaseSettingsSource):

@@ -1,6 +1,7 @@
 """Every document that crosses a task or the trainer boundary, typed: the specs a job reads, the results it
 writes, and the cluster reference the Ray tasks pass each other; and the storage layout they share (the
-result file of a job, the day partitions of the data)."""
+result file of a job, the day partitions of the data). Kept in one module on purpose (DESIGN.md): both sides
+of every boundary read the same definitions, and a reviewer sees every cross-task shape in one place."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from continuous_learning.config import SageMakerServingSettings, SGLangServingSettings
+from continuous_learning.config_after_gate import SageMakerServingSettings, SGLangServingSettings
 from continuous_learning.contracts import ContractError, ProductionModelEvent
 from continuous_learning.serving import handoff, sagemaker, sglang
 

@@ -149,7 +149,29 @@ class ServingKubernetesHook(KubeRayHook):
         return json.loads(answer.data or b"null")
 
 
-class SageMakerEndpointTrigger(BaseTrigger):
+class PollingTrigger(BaseTrigger):
+    """A wait that polls the synchronous ``poll_once`` in a worker thread every ``poll_s`` seconds until it
+    answers; an exception ends the wait as ``timeout`` with its message (the operator re-reads the state)."""
+
+    poll_s: float
+
+    def poll_once(self) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        while True:
+            try:
+                answer = await asyncio.to_thread(self.poll_once)
+            except Exception as exc:
+                yield TriggerEvent({"status": "timeout", "message": f"{type(exc).__name__}: {exc}"})
+                return
+            if answer is not None:
+                yield TriggerEvent(answer)
+                return
+            await asyncio.sleep(self.poll_s)
+
+
+class SageMakerEndpointTrigger(PollingTrigger):
     """Wait until the endpoint leaves its transitional states and ``bake_until`` (epoch s) has passed;
     at once when it fails or one of ``alarms`` is in ALARM. Events: ``settled``, ``alarm``, ``timeout``,
     ``error`` (the operator decides from a fresh description what they mean)."""
@@ -190,20 +212,8 @@ class SageMakerEndpointTrigger(BaseTrigger):
             return {"status": "timeout", "message": f"endpoint {self.endpoint_name} still {status}"}
         return None
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        while True:
-            try:
-                answer = await asyncio.to_thread(self.poll_once)
-            except Exception as exc:
-                yield TriggerEvent({"status": "timeout", "message": f"{type(exc).__name__}: {exc}"})
-                return
-            if answer is not None:
-                yield TriggerEvent(answer)
-                return
-            await asyncio.sleep(self.poll_s)
 
-
-class DeploymentRolloutTrigger(BaseTrigger):
+class DeploymentRolloutTrigger(PollingTrigger):
     """Wait for a Deployment's rollout: ``ready``, ``failed`` (progress deadline exceeded), ``gone`` or
     ``timeout`` (``deadline``, epoch s)."""
 
@@ -230,15 +240,3 @@ class DeploymentRolloutTrigger(BaseTrigger):
         if time.time() > self.deadline:
             return {"status": "timeout"}
         return None
-
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        while True:
-            try:
-                answer = await asyncio.to_thread(self.poll_once)
-            except Exception as exc:
-                yield TriggerEvent({"status": "timeout", "message": f"{type(exc).__name__}: {exc}"})
-                return
-            if answer is not None:
-                yield TriggerEvent(answer)
-                return
-            await asyncio.sleep(self.poll_s)

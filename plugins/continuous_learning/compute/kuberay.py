@@ -17,7 +17,6 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from continuous_learning.compute.kuberay_manifests import (
-    CRDS_ENV,
     DASHBOARD_PORT,
     ENTRYPOINT_WORKER_SHARE,
     FSX_WORK_SUBDIR,
@@ -39,15 +38,18 @@ from continuous_learning.compute.kuberay_manifests import (
     cluster_name_for,
     cluster_phase,
     cluster_spec_from_settings,
-    crd_directory,
     fsx_work_dir,
     identity_key,
     job_phase,
     label_selector,
-    manifest_errors,
     render_raycluster,
     render_rayjob,
     run_labels,
+)
+from continuous_learning.compute.manifest_validation import (
+    CRDS_ENV,
+    crd_directory,
+    manifest_errors,
     validate_manifest,
 )
 

@@ -1,4 +1,5 @@
-"""KubeRay RayCluster and RayJob manifests: typed specs, labels and names, rendering, CRD validation.
+"""KubeRay RayCluster and RayJob manifests: typed specs, labels and names, rendering, status phases
+(validation: :mod:`continuous_learning.compute.manifest_validation`).
 
 No Airflow and no API calls here (``kuberay`` makes those). Every object carries labels from its DAG run
 and task, so a retry finds what an earlier attempt created (re-attach) and a teardown finds what a failed
@@ -10,12 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-from pathlib import Path
 from typing import Any, Literal
 
-from continuous_learning.compute import crd_schemas
 from continuous_learning.compute.ray_logs import LogShipping, log_shipper, ray_logs_mount, ray_logs_volume
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -327,54 +325,6 @@ def render_rayjob(
         },
         "spec": spec,
     }
-
-
-# ------------------------------------------------------------------------------------------ validation
-#
-# The rules themselves live in compute/crd_schemas/ (a schema shipped in the package, rules between
-# fields, and KubeRay's CRD schemas where they are provided): nothing outside the installed package is
-# needed to validate what this module renders.
-
-CRDS_ENV = "CL_KUBERAY_CRDS"
-
-
-def crd_directory() -> Path | None:
-    """KubeRay's own CRDs, where provided: the folder named by ``CL_KUBERAY_CRDS``; ``None`` when unset.
-
-    The folder holds ``ray.io_rayclusters.yaml`` and ``ray.io_rayjobs.yaml`` as released in KubeRay's
-    ``ray-operator/config/crd/bases/`` (the version the cluster runs). Set but without them is a
-    misconfiguration: :class:`KubeRayError`, not a silent skip.
-    """
-    value = os.environ.get(CRDS_ENV, "").strip()
-    if not value:
-        return None
-    directory = Path(value).expanduser()
-    missing = [name for name in crd_schemas.CRD_FILES.values() if not (directory / name).is_file()]
-    if missing:
-        raise KubeRayError(
-            f"{CRDS_ENV}={value}: {' and '.join(missing)} not found there; point it at a folder with "
-            "KubeRay's CRDs (ray-operator/config/crd/bases/ of the KubeRay release the cluster runs) or unset it"
-        )
-    return directory
-
-
-def manifest_errors(manifest: dict[str, Any], directory: Path | None = None) -> list[str]:
-    """Everything wrong with ``manifest``: by the built-in schema and rules, then by KubeRay's CRDs in
-    ``directory`` (default :func:`crd_directory`; none there: the built-in layer only)."""
-    errors = [f"{e} [built-in schema]" for e in crd_schemas.builtin_errors(manifest)]
-    directory = directory or crd_directory()
-    if directory is not None:
-        errors += [f"{e} [KubeRay CRD]" for e in crd_schemas.crd_errors(manifest, directory)]
-    return errors
-
-
-def validate_manifest(manifest: dict[str, Any], directory: Path | None = None) -> None:
-    """Raise :class:`ManifestInvalid` unless ``manifest`` passes :func:`manifest_errors`."""
-    errors = manifest_errors(manifest, directory)
-    if errors:
-        name = (manifest.get("metadata") or {}).get("name", "?")
-        more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
-        raise ManifestInvalid(f"{manifest.get('kind', '?')} {name} is invalid: {'; '.join(errors[:5])}{more}")
 
 
 # ------------------------------------------------------------------------------------------------ status

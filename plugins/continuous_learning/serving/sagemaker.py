@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from continuous_learning.config import SageMakerServingSettings
+from continuous_learning.config_after_gate import SageMakerServingSettings
 from continuous_learning.contracts import ProductionModelEvent
 
 #: Endpoint states that move by themselves: wait.

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from continuous_learning.config import SGLangServingSettings
+from continuous_learning.config_after_gate import SGLangServingSettings
 from continuous_learning.contracts import ProductionModelEvent
 
 PREFIX = "continuous-learning.io"
