@@ -3,12 +3,17 @@
 The emulator and moto are tests/kuberay's (its ``emulator.py``, ``moto_hyperpod.py``, ``KubeEmulator`` and the
 same start-up), here with the scope of this package: everything here, the Airflow deployment included, stops
 once the package's tests are done, not at the end of the whole suite. The Ray head the emulator runs RayJobs on
-carries the S3 credentials a pod would have (IRSA on EKS).
+carries the S3 credentials a pod would have (IRSA on EKS). The trainer image is played by the environment
+installed from its lock alone (.tools/image-lock, ``make trainer-tools``) with the project's wheel on
+PYTHONPATH (the image's ``pip install --no-deps .``): the emulator runs every job placed on a pod of that
+image with that Python, so a package the image lacks fails the rehearsal.
 """
 
 from __future__ import annotations
 
 import os
+import tomllib
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +37,7 @@ from tests.kuberay.conftest import HERE as KUBERAY
 from tests.kuberay.conftest import KubeEmulator, create_hyperpod
 from tests.kuberay.conftest import _spawn as kuberay_spawn
 from tests.servers import free_port, stop_process_group, wait_http
+from tests.trainer.helpers import IMAGE_LOCK_PYTHON
 from tests.user_models import make_user_model
 
 AWS_TEST_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
@@ -82,17 +88,30 @@ def postgres() -> Iterator[Postgres]:
 
 
 @pytest.fixture(scope="package")
-def deploy_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
+
+
+@pytest.fixture(scope="package")
+def trainer_image_env(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The trainer image as the emulator plays it: the image lock's venv and the project from its wheel."""
+    if not IMAGE_LOCK_PYTHON.exists():
+        pytest.fail(f"no {IMAGE_LOCK_PYTHON}: run `make trainer-tools` (the trainer image's lock, installed)")
+    project = tmp_path_factory.mktemp("trainer-image") / "site"
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(project)
+    return {"bin": str(IMAGE_LOCK_PYTHON.parent), "pythonpath": str(project)}
+
+
+@pytest.fixture(scope="package")
+def deploy_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The package as a user installs it: its wheel (built here) in a clean venv, with the PostgreSQL driver."""
     kept = os.environ.get(
         "CL_DEPLOY_VENV"
     )  # a developer's shortcut between local runs; CI builds a fresh one
     if kept and (Path(kept) / "bin" / "airflow").exists():
         return Path(kept)  # as it is: whoever keeps it installs the wheel they mean to test
-    return create_venv(
-        Path(kept or tmp_path_factory.mktemp("deploy") / "venv"),
-        build_wheel(tmp_path_factory.mktemp("wheel")),
-    )
+    return create_venv(Path(kept or tmp_path_factory.mktemp("deploy") / "venv"), wheel)
 
 
 def _upload_folder(s3: Any, folder: Path, uri: str) -> None:
@@ -111,6 +130,7 @@ def prod(
     ray_head: LocalRayHead,
     postgres: Postgres,
     deploy_venv: Path,
+    trainer_image_env: dict[str, str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Prod]:
     """The deployment in prod mode, shared by the rehearsal and the fault tests (one start, about a minute)."""
@@ -140,8 +160,10 @@ def prod(
             f"AIRFLOW_CONN_{KUBE_CONN_ID.upper()}": kube_connection(kube_server.url),
         }
         kube_server.reset()
+        trainer_image = tomllib.loads(prod_toml.read_text())["kuberay"]["image"].rpartition(":")[0]
+        kube_server.configure(images={trainer_image: trainer_image_env})
         with airflow_deployment(home, deploy_venv, postgres.sqlalchemy_url, env) as airflow:
             yield Prod(airflow=airflow, sagemaker=sagemaker, s3=s3, kube=kube_server,
                        ray_dashboard=ray_head.dashboard_url, hyperpod=hyperpod, settings_file=settings_file,
-                       prod_toml=prod_toml)  # fmt: skip
+                       prod_toml=prod_toml, trainer_image=trainer_image)  # fmt: skip
         storage.set_s3_client_factory(None)

@@ -102,6 +102,7 @@ class Prod:
     hyperpod: str
     settings_file: Path
     prod_toml: Path
+    trainer_image: str  # the image repository whose pods run in the image lock's environment
     rehearsal: dict[str, Any] = field(default_factory=dict)
 
     def configure(self, **sections: dict[str, Any]) -> None:

@@ -6,7 +6,9 @@
   processes, LocalExecutor (tests/deploy/deployment.py);
 - the shipped prod settings as a user's file (``CL_SETTINGS_FILE``) against moto (S3 storage, HyperPod, the
   SageMaker Model Registry) and the Kubernetes emulator playing the KubeRay controller (tests/kuberay);
-- the user's own base model (a small Hugging Face folder on S3), imported as v0 on the first run.
+- the user's own base model (a small Hugging Face folder on S3), imported as v0 on the first run;
+- the trainer's jobs (import-model, train, evaluate) in the trainer image's environment: its lock alone,
+  installed in .tools/image-lock, and the project's wheel (tests/deploy/conftest.py).
 
 The scheduler makes the runs: ``interaction_ingest`` for yesterday (the day before is backfilled through the
 REST API, so that the DAG's catchup starts there, not at its start_date), then ``continuous_training``'s
@@ -67,6 +69,9 @@ def test_scheduled_ingest_and_training_end_to_end(prod: Prod) -> None:
     state = prod.kube.state()
     assert state["rayclusters"] == [] and state["rayjobs"] == {}, state
     assert state["creates"] == {"rayclusters": 1, "rayjobs": 3}, state  # import-model, train, evaluate
+    # each job ran on a pod of the trainer image, in the environment installed from the image's lock alone
+    assert sorted(set(state["environments"].values())) == [prod.trainer_image], state["environments"]
+    assert len(state["environments"]) == 3, state["environments"]
     assert prod.capacity()[1] == rehearsal["baseline"][1] == 0
     assert denied(prod.kube.calls()) == [], "the shipped Role does not allow a call the operators made"
 

@@ -13,6 +13,10 @@ Run as ``python emulator.py --port PORT --ray-address http://127.0.0.1:DASHBOARD
 - a RayJob's entrypoint is placed as Ray would place it: on the first group of its RayCluster whose
   ``rayStartParams`` offer the entrypoint's ``entrypointNumCpus/NumGpus/Resources`` (the head when it asks
   for nothing); a job that fits nowhere stays PENDING, as on a real cluster. ``state()["placements"]``;
+- a container image is a Python environment: the ``images`` setting maps an image repository (the image
+  name without its tag) to ``{"bin": ..., "pythonpath": ...}``, and a job placed on a group running that
+  image runs its entrypoint with that ``bin`` first on PATH and that PYTHONPATH (an unmapped image runs
+  in the head's own environment). ``state()["environments"]`` records which image each job ran in;
 - ``/emulator/*``: test controls (state, calls, faults such as 403/409/5xx answers, settings, reset).
 """
 
@@ -75,6 +79,17 @@ def offered(group: dict[str, Any]) -> dict[str, float]:
     return resources
 
 
+def image_repository(cluster_spec: dict[str, Any], group_name: str) -> str:
+    """The repository (image name without its tag) of the group's first container."""
+    if group_name == "head":
+        group = cluster_spec.get("headGroupSpec") or {}
+    else:
+        group = next(g for g in cluster_spec.get("workerGroupSpecs") or [] if g["groupName"] == group_name)
+    image = str(group["template"]["spec"]["containers"][0]["image"])
+    repository, _, tag = image.rpartition(":")
+    return repository if repository and "/" not in tag else image
+
+
 def place(job_spec: dict[str, Any], cluster_spec: dict[str, Any]) -> str | None:
     """The group whose node would run the entrypoint (Ray: the head unless it asks for resources)."""
     need = {"CPU": float(job_spec.get("entrypointNumCpus") or 0), "GPU": float(job_spec.get("entrypointNumGpus") or 0),
@@ -96,12 +111,13 @@ class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         self.faults: list[dict[str, Any]] = []
-        self.settings: dict[str, Any] = {"never_ready": False, "ready_after_s": 0.5}
+        self.settings: dict[str, Any] = {"never_ready": False, "ready_after_s": 0.5, "images": {}}
         self.ray_address = ""
         self.creates: dict[str, int] = {"rayclusters": 0, "rayjobs": 0}
         self.faults_served = 0
         self.calls: list[dict[str, Any]] = []
         self.placements: dict[str, str | None] = {}
+        self.environments: dict[str, str] = {}
 
     async def _handle(self, request: Any) -> aiohttp.web.StreamResponse:
         path = request.url.path
@@ -157,6 +173,7 @@ class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
             self.faults_served = 0
             self.calls.clear()
             self.placements.clear()
+            self.environments.clear()
             self.creates = {"rayclusters": 0, "rayjobs": 0}
             self.settings.update({"never_ready": False, "ready_after_s": 0.5})
         return aiohttp.web.json_response(self.state())
@@ -176,6 +193,7 @@ class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
             "creates": self.creates,
             "faults_served": self.faults_served,
             "placements": self.placements,
+            "environments": self.environments,
         }
 
 
@@ -231,6 +249,13 @@ class Controller:
                                           "message": "no node offers the entrypoint's resources"}})  # fmt: skip
                     continue
                 runtime_env = json.loads(spec.get("runtimeEnvYAML") or "{}")
+                repository = image_repository(cluster_spec, group)
+                environment = self.k.settings["images"].get(repository)
+                self.k.environments[name] = repository if environment else "head"
+                if environment:  # the pod's image decides which Python runs the entrypoint
+                    runtime_env.setdefault("env_vars", {}).update(
+                        {"PATH": f"{environment['bin']}:${{PATH}}", "PYTHONPATH": environment["pythonpath"]}
+                    )
                 await asyncio.to_thread(
                     self.runner.client.submit_job, entrypoint=spec["entrypoint"],
                     submission_id=spec["jobId"], runtime_env=runtime_env,

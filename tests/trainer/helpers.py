@@ -4,6 +4,7 @@ without a chat template), reference rows of three kinds, and composition against
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,9 @@ from continuous_learning.data.reward_dataset import VERL_SCHEMA
 from continuous_learning.models.tool_calls import format_calls
 
 REPO = Path(__file__).resolve().parents[2]
+#: The trainer image's lock installed alone (trainer/checks/install-image-lock-env.sh, `make trainer-tools`).
+IMAGE_LOCK_VENV = Path(os.environ.get("IMAGE_LOCK_VENV", REPO / ".tools" / "image-lock"))
+IMAGE_LOCK_PYTHON = IMAGE_LOCK_VENV / "bin" / "python"
 TOOLS: list[dict[str, Any]] = [
     {
         "type": "function",

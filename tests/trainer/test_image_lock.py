@@ -51,10 +51,10 @@ from typing import Any
 
 import pytest
 
+from tests.trainer.helpers import IMAGE_LOCK_PYTHON as VENV_PYTHON
+from tests.trainer.helpers import IMAGE_LOCK_VENV as VENV
 from tests.trainer.helpers import REPO
 
-VENV = Path(os.environ.get("IMAGE_LOCK_VENV", REPO / ".tools" / "image-lock"))
-VENV_PYTHON = VENV / "bin" / "python"
 PROBE = REPO / "trainer" / "checks" / "image_lock_probe.py"
 TRAINER_PACKAGE = REPO / "trainer" / "continuous_learning_trainer"
 PROJECT_TOPS = ("continuous_learning", "continuous_learning_trainer")
