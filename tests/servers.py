@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import signal
 import socket
@@ -15,6 +16,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Self
+
+import pytest
 
 
 def free_port() -> int:
@@ -70,14 +75,56 @@ def moto_server() -> Iterator[str]:
         stop_process_group(proc)
 
 
-class FaultProxy:
-    """Forwards HTTP to ``upstream``; answers the first requests with scripted errors (503, 500...)."""
+def use_moto(monkeypatch: pytest.MonkeyPatch, url: str, conn_id: str = "aws_default", **extra: Any) -> None:
+    """Test credentials in the environment and the Airflow AWS connection ``conn_id`` at the moto server ``url``
+    (region us-east-1; ``extra`` adds to the connection's extra, e.g. ``config_kwargs``)."""
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "us-east-1"}.items():  # fmt: skip
+        monkeypatch.setenv(key, value)
+    conn = {"conn_type": "aws", "login": "testing", "password": "testing",
+            "extra": {"region_name": "us-east-1", "endpoint_url": url, **extra}}  # fmt: skip
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
 
-    def __init__(self, upstream: str, faults: list[int]) -> None:
+
+@contextmanager
+def alert_topic(monkeypatch: pytest.MonkeyPatch, url: str) -> Iterator[SimpleNamespace]:
+    """Alerts on, to an SNS topic ``cl-alerts`` on the moto server ``url`` with an SQS queue subscribed (SNS
+    envelopes, not raw delivery), through the AWS connection ``cl_alerts``. Yields ``arn`` and ``received()``,
+    the messages the queue got since the last call; deletes the topic and the queue afterwards."""
+    import boto3
+
+    use_moto(monkeypatch, url, "cl_alerts")
+    sns = boto3.client("sns", endpoint_url=url, region_name="us-east-1")
+    sqs = boto3.client("sqs", endpoint_url=url, region_name="us-east-1")
+    arn = sns.create_topic(Name="cl-alerts")["TopicArn"]
+    queue = sqs.create_queue(QueueName="cl-alerts-inbox")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sns.subscribe(
+        TopicArn=arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "false"}
+    )
+    monkeypatch.setenv("CL_ALERTS__ENABLED", "true")
+    monkeypatch.setenv("CL_ALERTS__SNS_TOPIC_ARN", arn)
+    monkeypatch.setenv("CL_ALERTS__AWS_CONN_ID", "cl_alerts")
+
+    def received() -> list[dict[str, Any]]:
+        answer = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        return [json.loads(m["Body"]) for m in answer.get("Messages", [])]
+
+    try:
+        yield SimpleNamespace(arn=arn, received=received)
+    finally:
+        sns.delete_topic(TopicArn=arn)
+        sqs.delete_queue(QueueUrl=queue)
+
+
+class ScriptedProxy:
+    """Forwards HTTP to ``upstream`` on a free loopback port; a request that :meth:`fault` answers gets that
+    answer (status, headers, body) instead of being forwarded. Subclasses script the faults."""
+
+    def __init__(self, upstream: str) -> None:
         self.upstream = upstream.removeprefix("http://")
-        self.faults = list(faults)
-        self.requests = 0
-        self.faulted = 0
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -85,22 +132,20 @@ class FaultProxy:
                 pass
 
             def _handle(self) -> None:
-                proxy.requests += 1
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if proxy.faults:
-                    status = proxy.faults.pop(0)
-                    proxy.faulted += 1
-                    code = "SlowDown" if status == 503 else "InternalError"
-                    payload = f"<Error><Code>{code}</Code><Message>injected</Message></Error>".encode()
+                fault = proxy.fault(self)
+                if fault is not None:
+                    status, fault_headers, payload = fault
                     self.send_response(status)
+                    for key, value in fault_headers.items():
+                        self.send_header(key, value)
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
                     self.wfile.write(payload)
                     return
                 conn = http.client.HTTPConnection(proxy.upstream, timeout=30)
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-                headers["Host"] = proxy.upstream
-                conn.request(self.command, self.path, body=body, headers=headers)
+                conn.request(self.command, self.path, body=body, headers={**headers, "Host": proxy.upstream})
                 response = conn.getresponse()
                 data = response.read()
                 self.send_response(response.status)
@@ -119,10 +164,33 @@ class FaultProxy:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> FaultProxy:
+    def fault(self, request: BaseHTTPRequestHandler) -> tuple[int, dict[str, str], bytes] | None:
+        """The answer to give ``request`` instead of forwarding it; ``None`` forwards it."""
+        return None
+
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class FaultProxy(ScriptedProxy):
+    """Forwards HTTP to ``upstream``; answers the first requests with scripted errors (503, 500...)."""
+
+    def __init__(self, upstream: str, faults: list[int]) -> None:
+        super().__init__(upstream)
+        self.faults = list(faults)
+        self.requests = 0
+        self.faulted = 0
+
+    def fault(self, request: BaseHTTPRequestHandler) -> tuple[int, dict[str, str], bytes] | None:
+        self.requests += 1
+        if not self.faults:
+            return None
+        status = self.faults.pop(0)
+        self.faulted += 1
+        code = "SlowDown" if status == 503 else "InternalError"
+        return status, {}, f"<Error><Code>{code}</Code><Message>injected</Message></Error>".encode()

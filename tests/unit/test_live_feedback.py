@@ -12,14 +12,13 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import boto3
 import pytest
 from continuous_learning.config import MonitoringSettings, load_settings
 from continuous_learning.data.ingest import ingest_day
 from continuous_learning.data.synthetic import Serving, generate_logs
 from continuous_learning.evaluation.live_feedback import feedback_by_version, live_feedback, render_section
 
-from tests.servers import moto_server
+from tests.servers import alert_topic, moto_server
 
 START = date(2026, 11, 1)
 DAYS = 8  # v1 serves days 1-5, v2 days 6-8
@@ -124,31 +123,9 @@ def test_no_alert_without_a_drop_or_without_enough_days(tmp_path: Path) -> None:
 @pytest.fixture
 def topic(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """Alerts on, to an SNS topic on a moto server with an SQS queue subscribed."""
-    with moto_server() as url:
-        for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                           "AWS_DEFAULT_REGION": "us-east-1"}.items():  # fmt: skip
-            monkeypatch.setenv(key, value)
-        sns = boto3.client("sns", endpoint_url=url, region_name="us-east-1")
-        sqs = boto3.client("sqs", endpoint_url=url, region_name="us-east-1")
-        arn = sns.create_topic(Name="cl-alerts")["TopicArn"]
-        queue = sqs.create_queue(QueueName="cl-alerts-inbox")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
-        sns.subscribe(TopicArn=arn, Protocol="sqs", Endpoint=queue_arn)
-        connection = {"conn_type": "aws", "login": "testing", "password": "testing",
-                      "extra": {"region_name": "us-east-1", "endpoint_url": url}}  # fmt: skip
-        monkeypatch.setenv("AIRFLOW_CONN_CL_ALERTS", json.dumps(connection))
-        monkeypatch.setenv("CL_ALERTS__ENABLED", "true")
-        monkeypatch.setenv("CL_ALERTS__SNS_TOPIC_ARN", arn)
-        monkeypatch.setenv("CL_ALERTS__AWS_CONN_ID", "cl_alerts")
+    with moto_server() as url, alert_topic(monkeypatch, url) as topic:
         monkeypatch.setenv("AIRFLOW__API__BASE_URL", "http://airflow.example:8080")
-
-        def received() -> list[dict[str, Any]]:
-            answer = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)
-            return [json.loads(m["Body"]) for m in answer.get("Messages", [])]
-
-        yield SimpleNamespace(received=received)
+        yield topic
 
 
 def _promote(registry_uri: str, *versions: str) -> None:

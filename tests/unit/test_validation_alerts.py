@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
-import boto3
 import pytest
 from continuous_learning.airflow import notifications
 
-from tests.servers import moto_server
+from tests.servers import alert_topic, moto_server
 
 
 @pytest.fixture(scope="module")
@@ -22,34 +20,9 @@ def moto() -> Iterator[str]:
 
 @pytest.fixture
 def topic(moto: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """An SNS topic with an SQS queue subscribed (raw delivery), alerts on, and the AWS connection at moto."""
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1"}.items():  # fmt: skip
-        monkeypatch.setenv(key, value)
-    sns = boto3.client("sns", endpoint_url=moto, region_name="us-east-1")
-    sqs = boto3.client("sqs", endpoint_url=moto, region_name="us-east-1")
-    arn = sns.create_topic(Name="cl-alerts")["TopicArn"]
-    queue = sqs.create_queue(QueueName="cl-alerts-inbox")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    sns.subscribe(
-        TopicArn=arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "false"}
-    )
-    connection = {"conn_type": "aws", "login": "testing", "password": "testing",
-                  "extra": {"region_name": "us-east-1", "endpoint_url": moto}}  # fmt: skip
-    monkeypatch.setenv("AIRFLOW_CONN_CL_ALERTS", json.dumps(connection))
-    monkeypatch.setenv("CL_ALERTS__ENABLED", "true")
-    monkeypatch.setenv("CL_ALERTS__SNS_TOPIC_ARN", arn)
-    monkeypatch.setenv("CL_ALERTS__AWS_CONN_ID", "cl_alerts")
-
-    def received() -> list[dict[str, Any]]:
-        answer = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)
-        return [json.loads(m["Body"]) for m in answer.get("Messages", [])]
-
-    yield SimpleNamespace(arn=arn, received=received)
-    sns.delete_topic(TopicArn=arn)
-    sqs.delete_queue(QueueUrl=queue)
+    """An SNS topic with an SQS queue subscribed, alerts on, and the AWS connection at moto."""
+    with alert_topic(monkeypatch, moto) as topic:
+        yield topic
 
 
 def _context() -> dict[str, Any]:

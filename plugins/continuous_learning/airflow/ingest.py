@@ -13,11 +13,8 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 
-class IngestDayOperator(BaseOperator):
-    """Validate, deduplicate, redact and curate one day of raw interaction logs.
-
-    :param day: the day to ingest, ``YYYY-MM-DD`` (templated; default: the run's ``ds``).
-    """
+class _DayOperator(BaseOperator):
+    """One day's step: ``day`` is ``YYYY-MM-DD``, templated, the run's ``ds`` by default."""
 
     template_fields: Sequence[str] = ("day",)
     ui_color = "#e8f4fd"
@@ -25,6 +22,13 @@ class IngestDayOperator(BaseOperator):
     def __init__(self, *, day: str = "{{ ds }}", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.day = day
+
+
+class IngestDayOperator(_DayOperator):
+    """Validate, deduplicate, redact and curate one day of raw interaction logs.
+
+    :param day: the day to ingest, ``YYYY-MM-DD`` (templated; default: the run's ``ds``).
+    """
 
     def execute(self, context: Context) -> dict[str, Any]:
         from continuous_learning.data.ingest import IngestError, ingest_day
@@ -52,18 +56,11 @@ class IngestDayOperator(BaseOperator):
         return report.as_dict()
 
 
-class BuildRewardPartitionOperator(BaseOperator):
+class BuildRewardPartitionOperator(_DayOperator):
     """Turn one curated day into that day's VeRL-format reward partition.
 
     :param day: the day, ``YYYY-MM-DD`` (templated; default: ``ds``).
     """
-
-    template_fields: Sequence[str] = ("day",)
-    ui_color = "#e8f4fd"
-
-    def __init__(self, *, day: str = "{{ ds }}", **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.day = day
 
     def execute(self, context: Context) -> dict[str, Any]:
         from continuous_learning.data.reward_dataset import build_day_partition

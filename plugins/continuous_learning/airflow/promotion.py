@@ -6,8 +6,8 @@ operator carries it out.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from contextlib import suppress
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from continuous_learning.airflow.assets import PRODUCTION_MODEL
@@ -112,22 +112,9 @@ class PromoteModelOperator(BaseOperator):
         if resumed:
             self.log.info("%s was made production by an earlier try (revision %d): completing", moved.version,
                           moved.revision)  # fmt: skip
-        try:
+        with _undone_on_last_try(context, self, registry, moved, prior_previous, run_id, mirror, True):
             if mirror:
                 mirror.approve(version.version, reason)
-        except Exception as exc:
-            if _last_try(context, self):
-                _undo(
-                    self,
-                    registry,
-                    moved,
-                    prior_previous,
-                    run_id,
-                    f"{type(exc).__name__}: {exc}",
-                    mirror,
-                    True,
-                )
-            raise
         _announce(context, version, moved, arn)
         result = moved.model_dump(mode="json")
         if arn:
@@ -164,6 +151,36 @@ def _undo(
     task.log.error(
         "move to %s undone (production back to %s): %s", moved.version, moved.previous_version, why
     )
+
+
+@contextmanager
+def _undone_on_last_try(
+    context: Context,
+    task: BaseOperator,
+    registry: Any,
+    moved: Any,
+    prior_previous: Any,
+    run_id: str,
+    mirror: _Mirror | None,
+    new_version: bool,
+) -> Iterator[None]:
+    """What follows the alias move (promote's and rollback's): on the last try, an error in it undoes the
+    move before it propagates; earlier tries leave the move for the retry to complete."""
+    try:
+        yield
+    except Exception as exc:
+        if _last_try(context, task):
+            _undo(
+                task,
+                registry,
+                moved,
+                prior_previous,
+                run_id,
+                f"{type(exc).__name__}: {exc}",
+                mirror,
+                new_version,
+            )
+        raise
 
 
 def _last_try(context: Context, task: BaseOperator) -> bool:
@@ -255,25 +272,12 @@ class RollbackModelOperator(BaseOperator):
         version = registry.get(moved.version)
         mirror = _Mirror.of(settings, self.aws_conn_id)
         arn = None
-        try:
+        with _undone_on_last_try(context, self, registry, moved, prior_previous, run_id, mirror, False):
             if mirror:
                 arn = mirror.pending(version)
                 if moved.previous_version:
                     mirror.reject(moved.previous_version, f"rolled back: {self.reason}")
                 mirror.approve(moved.version, f"restored by rollback: {self.reason}")
-        except Exception as exc:
-            if _last_try(context, self):
-                _undo(
-                    self,
-                    registry,
-                    moved,
-                    prior_previous,
-                    run_id,
-                    f"{type(exc).__name__}: {exc}",
-                    mirror,
-                    False,
-                )
-            raise
         _announce(context, version, moved, arn)
         self.log.info(
             "production rolled back from %s to %s: %s", moved.previous_version, moved.version, self.reason

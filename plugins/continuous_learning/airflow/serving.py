@@ -61,6 +61,15 @@ class _DeployOperator(BaseOperator):
         except ContractError as exc:
             raise AirflowFailException(str(exc)) from None
 
+    def _await(self, context: Context, trigger: Any, deferrable: bool, poll_s: float) -> dict[str, Any]:
+        """The trigger's answer, in the triggerer (deferred) or polled in this worker; execute_complete
+        decides from it either way."""
+        if deferrable:
+            self.defer(trigger=trigger, method_name="execute_complete")
+        while (answer := trigger.poll_once()) is None:
+            time.sleep(poll_s)
+        return self.execute_complete(context, answer)
+
 
 class DeploySageMakerEndpointOperator(_DeployOperator):
     """Deploy the production model to a SageMaker real-time endpoint (``serving.target = sagemaker``).
@@ -175,11 +184,7 @@ class DeploySageMakerEndpointOperator(_DeployOperator):
             deadline=time.time() + conf.wait_timeout_s, poll_s=conf.poll_interval_s,
             aws_conn_id=settings.serving.aws_conn_id, region_name=settings.serving.region_name,
         )  # fmt: skip
-        if settings.serving.deferrable:
-            self.defer(trigger=trigger, method_name="execute_complete")
-        while (answer := trigger.poll_once()) is None:
-            time.sleep(conf.poll_interval_s)
-        return self.execute_complete(context, answer)
+        return self._await(context, trigger, settings.serving.deferrable, conf.poll_interval_s)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """After the wait: decide again from a fresh description (``event['carry']``: what this try did)."""
@@ -239,11 +244,7 @@ class DeploySGLangOperator(_DeployOperator):
         if plan.manifest is not None:
             hook.apply_deployment(plan.manifest, current)
         trigger = sglang_trigger(self._hook_kwargs(settings), conf)
-        if settings.serving.deferrable:
-            self.defer(trigger=trigger, method_name="execute_complete")
-        while (answer := trigger.poll_once()) is None:
-            time.sleep(conf.poll_interval_s)
-        return self.execute_complete(context, answer)
+        return self._await(context, trigger, settings.serving.deferrable, conf.poll_interval_s)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         from continuous_learning.airflow.serving_hooks import ServingKubernetesHook
