@@ -57,15 +57,18 @@ from continuous_learning.training import (
 TRAINER = [sys.executable, "-m", "continuous_learning_trainer"]
 
 
-def settings_for(args: argparse.Namespace) -> Settings:
-    """The local environment with the GPU engine and this run's knobs (what a deployment's TOML sets)."""
+def settings_for(args: argparse.Namespace, algorithm: str = "grpo") -> Settings:
+    """The local environment with the GPU engine and this run's knobs (what a deployment's TOML sets);
+    ``algorithm`` ``sft``: the SFT-on-corrections candidate's learning rate and steps."""
     gguf = Path(args.gguf).resolve()
+    sft = algorithm == "sft"
     return load_settings(
         "local",
         {
             "trainer.engine": args.engine,
-            "trainer.learning_rate": args.learning_rate,
-            "trainer.max_steps": args.steps,
+            "trainer.algorithm": algorithm,
+            "trainer.learning_rate": args.sft_learning_rate if sft else args.learning_rate,
+            "trainer.max_steps": args.sft_steps if sft else args.steps,
             "trainer.samples_per_prompt": args.samples,
             "trainer.prompts_per_step": args.prompts,
             "trainer.max_completion_tokens": args.max_tokens,
@@ -201,10 +204,15 @@ def main() -> None:
     ap.add_argument("--import-extra-path", default=None,
                     help="PYTHONPATH entries for import-model only (TRL, which VeRL 0.9.1's workers must not see)")  # fmt: skip
     ap.add_argument("--extra-override", action="append", default=[], help="appended VeRL Hydra overrides")
+    ap.add_argument("--sft-days", default="", help="comma-separated day numbers (1-based) whose candidate is "
+                    "SFT on the day's corrections and positively rated answers instead of GRPO")  # fmt: skip
+    ap.add_argument("--sft-steps", type=int, default=12)
+    ap.add_argument("--sft-learning-rate", type=float, default=5e-5)
     args = ap.parse_args()
     logs = Path(args.logs)
     log = Log(logs)
     settings = settings_for(args)
+    sft_days = {int(d) for d in args.sft_days.split(",") if d.strip()}
     registry = ModelRegistry(settings.storage.registry_uri)
     day0 = date.fromisoformat(args.start)
     days = [day0 + timedelta(days=i) for i in range(1, args.days + 1)]
@@ -247,9 +255,10 @@ def main() -> None:
         assert production is not None
         prod = registry.get(production.version)
         run_id = f"day{n}-{day.isoformat()}"
+        algorithm = "sft" if n in sft_days else "grpo"
         dataset = assemble_training_dataset(settings, day)
         spec_uri = write_run_spec(
-            settings, dataset, prod.model_uri, prod.version, run_id, tool_call_format=fmt
+            settings_for(args, algorithm), dataset, prod.model_uri, prod.version, run_id, tool_call_format=fmt
         )
         spec = RunSpec.read(spec_uri)
         work = run_paths(settings, run_id).root.removeprefix("file://") + "/verl"
@@ -261,7 +270,7 @@ def main() -> None:
                     ),
                     "verl": VerlOptions(work_dir=work, extra_overrides=list(args.extra_override)),
                     "hyperparameters": spec.hyperparameters.model_copy(
-                        update={"checkpoint_every": args.checkpoint_every or args.steps}
+                        update={"checkpoint_every": args.checkpoint_every or spec.hyperparameters.max_steps}
                     ),
                 }
             )
@@ -274,14 +283,14 @@ def main() -> None:
             trained = TrainResult.read(storage.join(spec.output_uri, "result.json"))
         except Exception as exc:
             log.record("train", day=n, rc=rc, seconds=round(seconds, 1), error=str(exc)[:500])
-            if wall_clock and seconds < args.train_timeout - 30:
+            if algorithm != "sft" and wall_clock and seconds < args.train_timeout - 30:
                 # a start-up failure: the rest of the days run without the wall-clock trainer mode
                 wall_clock = False
                 log.record(
                     "fallback", day=n, reason="train failed before its limit: no wall-clock trainer mode"
                 )
             continue
-        log.record("train", day=n, rc=rc, seconds=round(seconds, 1), status=trained.status,
+        log.record("train", day=n, algorithm=algorithm, rc=rc, seconds=round(seconds, 1), status=trained.status,
                    steps=trained.steps, metrics=trained.metrics, history=trained.history,
                    dataset=dataset.dataset_id, production=prod.version)  # fmt: skip
         if trained.status not in ("succeeded", "stopped") or not trained.model_uri:

@@ -18,20 +18,10 @@ from typing import Any
 import jsonschema
 import yaml
 
-
-def strict(schema: Any) -> Any:
-    if isinstance(schema, dict):
-        out = {k: strict(v) for k, v in schema.items()}
-        if out.pop("x-kubernetes-int-or-string", False):
-            out.pop("type", None)
-            out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
-        preserve = out.get("x-kubernetes-preserve-unknown-fields", False)
-        if "properties" in out and "additionalProperties" not in out and not preserve:
-            out["additionalProperties"] = False
-        return out
-    if isinstance(schema, list):
-        return [strict(v) for v in schema]
-    return schema
+# The strictness rule is the product's own (the runtime validates the manifests it renders with it);
+# crd_schemas needs only the standard library at import time.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "plugins"))
+from continuous_learning.compute.crd_schemas import strict
 
 
 def load_schemas(crd_dir: Path) -> dict[tuple[str, str], dict[str, Any]]:
