@@ -86,6 +86,19 @@ def use_moto(monkeypatch: pytest.MonkeyPatch, url: str, conn_id: str = "aws_defa
     monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
 
 
+def use_kube_emulator(monkeypatch: pytest.MonkeyPatch, url: str, conn_id: str) -> None:
+    """The Airflow Kubernetes connection ``conn_id`` to a Kubernetes emulator at ``url`` (a kubeconfig with
+    a bearer token that the emulators do not check)."""
+    kubeconfig = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "emulator",
+        "clusters": [{"name": "emulator", "cluster": {"server": url}}],
+        "users": [{"name": "test", "user": {"token": "test-token"}}],
+        "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "test"}}],
+    }  # fmt: skip
+    conn = {"conn_type": "kubernetes", "extra": {"kube_config": json.dumps(kubeconfig)}}
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+
+
 @contextmanager
 def alert_topic(monkeypatch: pytest.MonkeyPatch, url: str) -> Iterator[SimpleNamespace]:
     """Alerts on, to an SNS topic ``cl-alerts`` on the moto server ``url`` with an SQS queue subscribed (SNS

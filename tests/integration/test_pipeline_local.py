@@ -51,6 +51,27 @@ def _states(run) -> dict[str, str]:
     return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
 
 
+def run_day_then_training(storage_root: str, rows: int) -> dict[str, str]:
+    """``rows`` synthetic logs for DAY through ``interaction_ingest``, then ``continuous_training`` the
+    morning after, in real Airflow (dag.test) with the settings in the environment; both runs must succeed.
+    Returns the training run's task states."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    generate_logs(storage_root, DAY, 1, rows, seed=21)
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    assert bag.import_errors == {}
+    ingest = bag.get_dag("interaction_ingest").test(
+        logical_date=datetime(DAY.year, DAY.month, DAY.day, tzinfo=UTC)
+    )
+    assert str(ingest.state) == "success", _states(ingest)
+
+    run_date = datetime(DAY.year, DAY.month, DAY.day, 6, tzinfo=UTC) + timedelta(days=1)
+    run = bag.get_dag("continuous_training").test(logical_date=run_date)
+    states = _states(run)
+    assert str(run.state) == "success", states
+    return states
+
+
 def test_one_day_through_both_dags(dags, storage_root: str, monkeypatch: pytest.MonkeyPatch) -> None:
     for key, value in TINY.items():
         monkeypatch.setenv(key, value)

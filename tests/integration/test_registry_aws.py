@@ -4,15 +4,15 @@ promotions, and promotions are mirrored to the SageMaker Model Registry."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 import pytest
 from continuous_learning import storage
-from continuous_learning.registry import ModelRegistry, RegistryError
+from continuous_learning.registry import ModelRegistry
 from continuous_learning.sagemaker_registry import find_version, register_version, set_approval
 
 from tests.servers import moto_server
+from tests.unit.test_registry import race_for_production
 
 pytestmark = pytest.mark.integration
 
@@ -39,17 +39,7 @@ def test_concurrent_promotions_on_s3_exactly_one_wins(aws: str) -> None:
         registry.register(f"s3://registry-cas/m/{i}", f"run-{i}", None, None)
     registry.promote("v0", "bootstrap", None, expected_revision=0)
 
-    def attempt(version: str) -> str:
-        try:
-            ModelRegistry("s3://registry-cas/models").move_alias(
-                "production", version, "race", None, expected_revision=1
-            )
-        except RegistryError as exc:
-            return f"lost: {exc}"
-        return "won"
-
-    with ThreadPoolExecutor(2) as pool:
-        outcomes = list(pool.map(attempt, ["v1", "v2"]))
+    outcomes = race_for_production("s3://registry-cas/models")
     assert sorted(o[:4] for o in outcomes) == ["lost", "won"], outcomes
     loser = next(o for o in outcomes if o.startswith("lost"))
     assert "moved by another run" in loser or "moved concurrently" in loser

@@ -12,18 +12,15 @@ reference tool call (50 tokens with SmolLM2's tokenizer). Measured 3125 s on 2 c
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 from continuous_learning import storage
-from continuous_learning.data.synthetic import generate_logs
 
-from tests.conftest import REPO
+from tests.integration.test_pipeline_local import run_day_then_training
 
 pytestmark = pytest.mark.integration
-DAY = date(2026, 11, 10)
 SMOLLM2 = {
     "CL_MODEL__BASE_URI": "builtin:smollm2",
     "CL_MODEL__IMITATE_AGENT_STEPS": "4",
@@ -43,29 +40,12 @@ SMOLLM2 = {
 }
 
 
-def _states(run) -> dict[str, str]:
-    return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
-
-
 def test_smollm2_learns_through_continuous_training(
     airflow_db: str, storage_root: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from airflow.dag_processing.dagbag import DagBag
-
     for key, value in SMOLLM2.items():
         monkeypatch.setenv(key, value)
-    generate_logs(storage_root, DAY, 1, 120, seed=21)
-    bag = DagBag(dag_folder=str(REPO / "dags"))
-    assert bag.import_errors == {}
-    ingest = bag.get_dag("interaction_ingest").test(
-        logical_date=datetime(DAY.year, DAY.month, DAY.day, tzinfo=UTC)
-    )
-    assert str(ingest.state) == "success", _states(ingest)
-
-    run_date = datetime(DAY.year, DAY.month, DAY.day, 6, tzinfo=UTC) + timedelta(days=1)
-    run = bag.get_dag("continuous_training").test(logical_date=run_date)
-    states = _states(run)
-    assert str(run.state) == "success", states
+    states = run_day_then_training(storage_root, rows=120)
     for task in ("ensure_base_model", "train_candidate", "evaluate", "gate", "delete_ray_cluster"):
         assert states[task] == "success", (task, states)
 

@@ -14,6 +14,7 @@ import sys
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import pytest
 from continuous_learning.compute.local_ray import LocalRayHead, start_local_head, stop_local_head
 
 from tests.conftest import REPO
-from tests.servers import free_port, stop_process_group, wait_http
+from tests.servers import free_port, stop_process_group, use_kube_emulator, wait_http
 
 HERE = Path(__file__).parent
 NAMESPACE = "continuous-learning"
@@ -59,6 +60,31 @@ def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             [sys.executable, *args], stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
+
+
+@contextmanager
+def script_server(args: list[str], port: int, ready: str, log: Path, show_log: bool = False) -> Iterator[str]:
+    """One of the tests' server scripts (``args``: the script and its options; it listens on loopback
+    ``port``, its output goes to ``log``): yields its URL once the path ``ready`` answers; afterwards stops
+    its process group and, with ``show_log``, prints the log's tail (what the emulator saw)."""
+    proc = _spawn(args, log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}{ready}", proc)
+        yield url
+    finally:
+        stop_process_group(proc)
+        if show_log:
+            print(log.read_text()[-3000:])
+
+
+@contextmanager
+def moto_script_server(script: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A moto server with one of the tests' extensions (``script``) on a free loopback port; yields its URL."""
+    port = free_port()
+    args = [str(script), "-H", "127.0.0.1", "-p", str(port)]
+    with script_server(args, port, "/moto-api/", tmp_path_factory.mktemp("moto") / "moto.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -109,16 +135,10 @@ class KubeEmulator:
 @pytest.fixture(scope="session")
 def kube_server(ray_head: LocalRayHead, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeEmulator]:
     port = free_port()
+    args = [str(HERE / "emulator.py"), "--port", str(port), "--ray-address", ray_head.dashboard_url]
     log = tmp_path_factory.mktemp("emulator") / "emulator.log"
-    proc = _spawn(
-        [str(HERE / "emulator.py"), "--port", str(port), "--ray-address", ray_head.dashboard_url], log
-    )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/emulator/state", proc)
-        yield KubeEmulator(f"http://127.0.0.1:{port}")
-    finally:
-        stop_process_group(proc)
-        print(log.read_text()[-3000:])
+    with script_server(args, port, "/emulator/state", log, show_log=True) as url:
+        yield KubeEmulator(url)
 
 
 @pytest.fixture
@@ -131,14 +151,7 @@ def kube(kube_server: KubeEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator
     from tests.kuberay.rbac import denied
 
     kube_server.reset()
-    kubeconfig = {
-        "apiVersion": "v1", "kind": "Config", "current-context": "emulator",
-        "clusters": [{"name": "emulator", "cluster": {"server": kube_server.url}}],
-        "users": [{"name": "test", "user": {"token": "test-token"}}],
-        "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "test"}}],
-    }  # fmt: skip
-    conn = {"conn_type": "kubernetes", "extra": {"kube_config": json.dumps(kubeconfig)}}
-    monkeypatch.setenv("AIRFLOW_CONN_KUBERAY_TEST", json.dumps(conn))
+    use_kube_emulator(monkeypatch, kube_server.url, "kuberay_test")
     monkeypatch.setenv("CL_KUBERAY__KUBERNETES_CONN_ID", "kuberay_test")
     yield kube_server
     refused = denied(kube_server.calls())
@@ -147,14 +160,8 @@ def kube(kube_server: KubeEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator
 
 @pytest.fixture(scope="session")
 def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    proc = _spawn([str(HERE / "moto_hyperpod.py"), "-H", "127.0.0.1", "-p", str(port)], log)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/moto-api/", proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_process_group(proc)
+    with moto_script_server(HERE / "moto_hyperpod.py", tmp_path_factory) as url:
+        yield url
 
 
 @pytest.fixture

@@ -9,31 +9,22 @@ model is the user's (a small Hugging Face folder with a Hermes chat template): i
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from continuous_learning import storage
-from continuous_learning.data.synthetic import generate_logs
 
-from tests.conftest import REPO
-from tests.integration.test_pipeline_local import TINY
+from tests.integration.test_pipeline_local import TINY, run_day_then_training
 from tests.kuberay.conftest import create_hyperpod, group_counts
 from tests.user_models import make_user_model
 
 pytestmark = pytest.mark.integration
-DAY = date(2026, 11, 10)
-
-
-def _states(run: Any) -> dict[str, str]:
-    return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
 
 
 def test_continuous_training_in_prod_mode(
     airflow_db: str, storage_root: str, kube: Any, aws: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from airflow.dag_processing.dagbag import DagBag
     from continuous_learning.models.chat_templates import load_shipped
 
     cluster = create_hyperpod(aws, count=0)
@@ -49,19 +40,7 @@ def test_continuous_training_in_prod_mode(
     }  # fmt: skip
     for key, value in settings.items():
         monkeypatch.setenv(key, value)
-    generate_logs(storage_root, DAY, 1, 160, seed=21)
-    bag = DagBag(dag_folder=str(REPO / "dags"))
-    assert bag.import_errors == {}
-
-    ingest = bag.get_dag("interaction_ingest").test(
-        logical_date=datetime(DAY.year, DAY.month, DAY.day, tzinfo=UTC)
-    )
-    assert str(ingest.state) == "success", _states(ingest)
-
-    run_date = datetime(DAY.year, DAY.month, DAY.day, 6, tzinfo=UTC) + timedelta(days=1)
-    run = bag.get_dag("continuous_training").test(logical_date=run_date)
-    states = _states(run)
-    assert str(run.state) == "success", states
+    states = run_day_then_training(storage_root, rows=160)
     for task in ("create_ray_cluster", "ensure_base_model", "train_candidate", "evaluate", "gate",
                  "delete_ray_cluster"):  # fmt: skip
         assert states[task] == "success", (task, states)

@@ -5,9 +5,6 @@ with Deployments); an AWS and a Kubernetes connection pointing at them."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,30 +13,17 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO
-from tests.kuberay.conftest import KubeEmulator
-from tests.servers import free_port, stop_process_group, wait_http
+from tests.kuberay.conftest import KubeEmulator, moto_script_server, script_server
+from tests.servers import free_port, use_kube_emulator
 
 HERE = Path(__file__).parent
 SERVING_RBAC = REPO / "infra" / "k8s" / "serving.yaml"
 
 
-def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "plugins"), str(REPO)])}
-    with log.open("wb") as out:
-        return subprocess.Popen([sys.executable, *args], stdout=out, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True)  # fmt: skip
-
-
 @pytest.fixture(scope="session")
 def serving_moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    proc = _spawn([str(HERE / "moto_serving.py"), "-H", "127.0.0.1", "-p", str(port)], log)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/moto-api/", proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_process_group(proc)
+    with moto_script_server(HERE / "moto_serving.py", tmp_path_factory) as url:
+        yield url
 
 
 def update_requests(url: str) -> list[dict[str, Any]]:
@@ -67,14 +51,10 @@ def aws_serving(serving_moto: str, monkeypatch: pytest.MonkeyPatch) -> str:
 @pytest.fixture(scope="session")
 def serving_kube_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeEmulator]:
     port = free_port()
+    args = [str(HERE / "k8s_emulator.py"), "--port", str(port)]
     log = tmp_path_factory.mktemp("k8s") / "emulator.log"
-    proc = _spawn([str(HERE / "k8s_emulator.py"), "--port", str(port)], log)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/emulator/state", proc)
-        yield KubeEmulator(f"http://127.0.0.1:{port}")
-    finally:
-        stop_process_group(proc)
-        print(log.read_text()[-3000:])
+    with script_server(args, port, "/emulator/state", log, show_log=True) as url:
+        yield KubeEmulator(url)
 
 
 @pytest.fixture
@@ -86,14 +66,7 @@ def serving_kube(
     from tests.kuberay.rbac import allowed, describe, shipped_rules
 
     serving_kube_server.reset()
-    kubeconfig = {
-        "apiVersion": "v1", "kind": "Config", "current-context": "emulator",
-        "clusters": [{"name": "emulator", "cluster": {"server": serving_kube_server.url}}],
-        "users": [{"name": "test", "user": {"token": "test-token"}}],
-        "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "test"}}],
-    }  # fmt: skip
-    conn = {"conn_type": "kubernetes", "extra": {"kube_config": json.dumps(kubeconfig)}}
-    monkeypatch.setenv("AIRFLOW_CONN_SERVING_TEST", json.dumps(conn))
+    use_kube_emulator(monkeypatch, serving_kube_server.url, "serving_test")
     monkeypatch.setenv("CL_SERVING__KUBERNETES_CONN_ID", "serving_test")
     yield serving_kube_server
     rules = shipped_rules(SERVING_RBAC)

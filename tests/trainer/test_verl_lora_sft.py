@@ -141,21 +141,8 @@ def test_sft_data_is_the_prompt_plus_the_reference_answer(tmp_path: Path) -> Non
         "tool_call_id": None,
     }
     assert text_row[-1]["content"] == "hello there"
-    # tools in the form the RL rollout shows them; none for a row without tools
-    assert json.loads(rows[0]["tools"]) == [
-        {
-            "type": "function",
-            "function": {
-                "name": "get_weather",
-                "description": "Weather for a city",
-                "parameters": {
-                    "type": "object",
-                    "properties": {"city": {"type": "string"}},
-                    "required": ["city"],
-                },
-            },
-        }
-    ]
+    # tools in the form the RL rollout shows them (the row's own, unchanged); none for a row without tools
+    assert json.loads(rows[0]["tools"]) == TOOLS
     assert rows[1]["tools"] == ""
     # rows without a reference source (no correction, no positive feedback) are not SFT data
     write_dataset(tmp_path / "plain.parquet", 2, False)

@@ -29,23 +29,28 @@ def test_stale_expected_revision_is_refused(tmp_path) -> None:
     assert registry.alias("production").version == "v1"
 
 
+def race_for_production(root: str) -> list[str]:
+    """Two registries on ``root`` move ``production`` (revision 1) to v1 and v2 at once, each from its own
+    thread; each outcome is ``won`` or ``lost: <the error>``."""
+
+    def attempt(version: str) -> str:
+        try:
+            ModelRegistry(root).move_alias("production", version, "race", None, expected_revision=1)
+        except RegistryError as exc:
+            return f"lost: {exc}"
+        return "won"
+
+    with ThreadPoolExecutor(2) as pool:
+        return list(pool.map(attempt, ["v1", "v2"]))
+
+
 def test_two_concurrent_promotions_exactly_one_wins(tmp_path) -> None:
     registry = ModelRegistry(f"file://{tmp_path}")
     for i in range(3):
         registry.register(f"file:///m/{i}", f"run-{i}", None, None)
     registry.promote("v0", "bootstrap", None, expected_revision=0)
 
-    def attempt(version: str) -> str:
-        try:
-            ModelRegistry(f"file://{tmp_path}").move_alias(
-                "production", version, "race", None, expected_revision=1
-            )
-        except RegistryError as exc:
-            return f"lost: {exc}"
-        return "won"
-
-    with ThreadPoolExecutor(2) as pool:
-        outcomes = list(pool.map(attempt, ["v1", "v2"]))
+    outcomes = race_for_production(f"file://{tmp_path}")
     assert sorted(o[:4] for o in outcomes) == ["lost", "won"]
     assert registry.alias("production").revision == 2
 
