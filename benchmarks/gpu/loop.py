@@ -206,6 +206,9 @@ def main() -> None:
     ap.add_argument("--extra-override", action="append", default=[], help="appended VeRL Hydra overrides")
     ap.add_argument("--sft-days", default="", help="comma-separated day numbers (1-based) whose candidate is "
                     "SFT on the day's corrections and positively rated answers instead of GRPO")  # fmt: skip
+    ap.add_argument(
+        "--first-day", type=int, default=1, help="resume a loop at this day (earlier days are done)"
+    )
     ap.add_argument("--sft-steps", type=int, default=12)
     ap.add_argument("--sft-learning-rate", type=float, default=5e-5)
     args = ap.parse_args()
@@ -251,11 +254,13 @@ def main() -> None:
     wall_clock = True  # the trainer's own time limit (VeRL trainer mode cl_sync), new on the GPU
     scored: dict[str, tuple[pa.Table, str]] = {}  # production version -> (scores, its model label there)
     for n, day in enumerate(days, start=1):
+        if n < args.first_day:
+            continue
         production = registry.alias("production")
         assert production is not None
         prod = registry.get(production.version)
-        run_id = f"day{n}-{day.isoformat()}"
         algorithm = "sft" if n in sft_days else "grpo"
+        run_id = f"day{n}-{day.isoformat()}" + ("-sft" if algorithm == "sft" else "")
         dataset = assemble_training_dataset(settings, day)
         spec_uri = write_run_spec(
             settings_for(args, algorithm), dataset, prod.model_uri, prod.version, run_id, tool_call_format=fmt
@@ -268,7 +273,10 @@ def main() -> None:
                     "resources": Resources(
                         nnodes=1, n_gpus_per_node=1, cpu_threads=spec.resources.cpu_threads, gpu_class="h200"
                     ),
-                    "verl": VerlOptions(work_dir=work, extra_overrides=list(args.extra_override)),
+                    # the extra overrides are the rollout's (GRPO): VeRL's SFT config has no actor_rollout_ref
+                    "verl": VerlOptions(
+                        work_dir=work, extra_overrides=[] if algorithm == "sft" else list(args.extra_override)
+                    ),
                     "hyperparameters": spec.hyperparameters.model_copy(
                         update={"checkpoint_every": args.checkpoint_every or spec.hyperparameters.max_steps}
                     ),

@@ -18,17 +18,19 @@ import torch
 from continuous_learning import storage
 from continuous_learning.contracts import TrainResult
 from continuous_learning.data.reward_dataset import VERL_SCHEMA
-from continuous_learning.models.chat_templates import load_shipped
+from continuous_learning.models.chat_templates import load_shipped, verl_messages
 from continuous_learning_trainer import verl_engine
 from continuous_learning_trainer.verl_engine.artifacts import validate_hf_model
 from continuous_learning_trainer.verl_engine.checkpoints import TRACKER
 from continuous_learning_trainer.verl_engine.data import (
+    NOT_TURN_BY_TURN,
     SCHEMA_CONFLICT,
     TOO_LONG_PROMPT,
     UNLOADABLE_TOOL,
     chat_tokens,
     prepare_dataset,
     prepare_sft_dataset,
+    renders_turn_by_turn,
     write_tool_config,
 )
 from continuous_learning_trainer.verl_engine.layout import Layout
@@ -219,6 +221,46 @@ def test_prompts_that_would_not_fit_are_left_out(tmp_path: Path) -> None:
         max_prompt_length=(lengths[0] + lengths[1]) // 2,
     )
     assert out.rows == 99 and out.skipped == {TOO_LONG_PROMPT: 1}
+
+
+@pytest.mark.parametrize("template", ["chatml-tools", "hermes"])
+def test_sft_leaves_out_conversations_the_template_merges(tmp_path: Path, template: str) -> None:
+    """VeRL's multi-turn SFT dataset renders each message alone and stops the run when the pieces differ
+    from the whole conversation (seen on the H200: ChatML templates put parallel tool results in one user
+    turn). Such conversations are left out and counted; the others are kept."""
+    from transformers import AutoTokenizer
+
+    write_tiny_model(tmp_path / "m")
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "m")
+    tokenizer.chat_template = load_shipped(template)
+    call = {"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+    parallel = [
+        {"role": "user", "content": "question 0"},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", **call}, {"id": "c2", **call}]},
+        {"role": "tool", "content": "sunny", "tool_call_id": "c1"},
+        {"role": "tool", "content": "rainy", "tool_call_id": "c2"},
+        {"role": "assistant", "content": "Done."},
+        {"role": "user", "content": "question 1"},
+    ]
+    write_dataset(tmp_path / "train.parquet", 2, True, "correction")
+    table = pq.read_table(tmp_path / "train.parquet").to_pylist()
+    table[0]["prompt"] = [{"tool_calls": None, "tool_call_id": None, **m} for m in parallel]
+    for row in table[1:]:
+        row["prompt"] = [{"tool_calls": None, "tool_call_id": None, **m} for m in row["prompt"]]
+    pq.write_table(pa.Table.from_pylist(table), tmp_path / "train.parquet")
+    out = prepare_sft_dataset(
+        f"file://{tmp_path}/train.parquet",
+        tmp_path / "sft.parquet",
+        "hermes",
+        tokenizer=tokenizer,
+        max_length=4096,
+    )
+    assert out.rows == 1 and out.skipped == {NOT_TURN_BY_TURN: 1}
+    kept = pq.read_table(tmp_path / "sft.parquet").to_pylist()
+    assert [r["interaction_id"] for r in kept] == ["i-1"]
+    messages = json.loads(kept[0]["messages"])
+    assert renders_turn_by_turn(tokenizer, messages, None)
+    assert not renders_turn_by_turn(tokenizer, verl_messages(parallel), TOOLS)
 
 
 def test_tool_config_escapes_omegaconf_interpolation(tmp_path: Path) -> None:

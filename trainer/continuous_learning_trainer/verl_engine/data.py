@@ -28,6 +28,7 @@ TOO_LONG_EXAMPLE = "conversation longer than verl.max_prompt_length + max_comple
 NO_REFERENCE = "no correction or positively rated answer"
 UNLOADABLE_TOOL = "a tool spec VeRL cannot load"
 EMPTY_REFERENCE = "the reference has neither text nor tool calls"
+NOT_TURN_BY_TURN = "the chat template renders the conversation differently message by message"
 
 
 @dataclass
@@ -56,10 +57,10 @@ def row_tools(row: Mapping[str, Any]) -> list[dict[str, Any]]:
     return normalise_tools(json.loads(tools_json) if tools_json else None) or []
 
 
-def chat_tokens(
+def chat_token_ids(
     tokenizer: Any, messages: list[dict[str, Any]], tools: Any, *, generation_prompt: bool
-) -> int:
-    """Token count of ``messages`` in the tokenizer's chat template: the call VeRL makes to build a
+) -> list[int]:
+    """Token ids of ``messages`` in the tokenizer's chat template: the call VeRL makes to build a
     rollout prompt (verl/utils/tokenizer/chat_template.py: ``apply_chat_template(..., tokenize=True)``)."""
     ids = tokenizer.apply_chat_template(
         messages,
@@ -72,7 +73,29 @@ def chat_tokens(
         ids = ids["input_ids"]
     if ids and isinstance(ids[0], list):
         ids = ids[0]
-    return len(ids)
+    return list(ids)
+
+
+def chat_tokens(
+    tokenizer: Any, messages: list[dict[str, Any]], tools: Any, *, generation_prompt: bool
+) -> int:
+    """Token count of ``messages`` in the tokenizer's chat template (see :func:`chat_token_ids`)."""
+    return len(chat_token_ids(tokenizer, messages, tools, generation_prompt=generation_prompt))
+
+
+def renders_turn_by_turn(tokenizer: Any, messages: list[dict[str, Any]], tools: Any) -> bool:
+    """Whether the conversation's tokens are its messages' tokens rendered one at a time, which VeRL's
+    multi-turn SFT dataset builds its loss mask from (and asserts): each message alone, tools with the
+    first, the template's default system prefix dropped from the later ones. Templates that merge
+    consecutive messages (Qwen-style ChatML puts parallel tool results in one user turn) break it."""
+    one = chat_token_ids(tokenizer, [{"role": "user", "content": ""}], None, generation_prompt=False)
+    two = chat_token_ids(tokenizer, [{"role": "user", "content": ""}] * 2, None, generation_prompt=False)
+    prefix = len(one) - (len(two) - len(one))  # what the template adds before any conversation
+    pieces: list[int] = []
+    for i, message in enumerate(messages):
+        ids = chat_token_ids(tokenizer, [message], tools if i == 0 else None, generation_prompt=False)
+        pieces += ids[prefix:] if i and message["role"] != "system" else ids
+    return pieces == chat_token_ids(tokenizer, messages, tools, generation_prompt=False)
 
 
 def chat_tokenizer(model_dir: Path) -> Any:
@@ -218,7 +241,9 @@ def prepare_sft_dataset(
     Columns ``messages`` and ``tools`` are JSON text (read by ``JsonMultiTurnSFTDataset``): a struct
     column would give each row every other row's keys. Tools are in the form the RL rollout shows them,
     so SFT trains on the prompts GRPO and evaluation render. With a ``tokenizer``, conversations longer
-    than ``max_length`` tokens are left out (VeRL would otherwise cut the answer off).
+    than ``max_length`` tokens are left out (VeRL would otherwise cut the answer off), and so are those
+    the template does not render message by message (:func:`renders_turn_by_turn`; VeRL's SFT dataset
+    stops the run on the first one).
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -248,6 +273,9 @@ def prepare_sft_dataset(
             and chat_tokens(tokenizer, messages, tools, generation_prompt=False) > max_length
         ):
             skipped[TOO_LONG_EXAMPLE] = skipped.get(TOO_LONG_EXAMPLE, 0) + 1
+            continue
+        if tokenizer is not None and not renders_turn_by_turn(tokenizer, messages, tools):
+            skipped[NOT_TURN_BY_TURN] = skipped.get(NOT_TURN_BY_TURN, 0) + 1
             continue
         records.append(
             {
