@@ -70,6 +70,10 @@ class _DeployOperator(BaseOperator):
             time.sleep(poll_s)
         return self.execute_complete(context, answer)
 
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        """After the wait: each target decides from a fresh look at what it deployed."""
+        raise NotImplementedError
+
 
 class DeploySageMakerEndpointOperator(_DeployOperator):
     """Deploy the production model to a SageMaker real-time endpoint (``serving.target = sagemaker``).
