@@ -8,9 +8,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from tests.servers import alert_topic, moto_server
 
 REPO = Path(__file__).resolve().parents[1]
 _AIRFLOW_HOME = tempfile.mkdtemp(prefix="cl-airflow-home-")
@@ -47,3 +51,12 @@ def storage_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     root = f"file://{tmp_path / 'store'}"
     monkeypatch.setenv("CL_STORAGE__ROOT", root)
     return root
+
+
+@pytest.fixture
+def topic(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Alerts on, to an SNS topic on a moto server with an SQS queue subscribed (tests/unit/test_live_feedback.py,
+    tests/integration/test_live_feedback_dag.py; tests/unit/test_validation_alerts.py defines its own)."""
+    with moto_server() as url, alert_topic(monkeypatch, url) as topic:
+        monkeypatch.setenv("AIRFLOW__API__BASE_URL", "http://airflow.example:8080")
+        yield topic

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from tests.browser.test_trigger_form import CHROMIUM, CHROMIUM_FLAGS
+from tests.browser.helpers import CHROMIUM, CHROMIUM_FLAGS
 from tests.conftest import REPO
-from tests.unit.test_report_tables import FIXTURE, _report
+from tests.unit.helpers import FIXTURE, report
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +39,7 @@ def test_report_renders_tables_curves_and_verdict(page: Any, tmp_path: Path) -> 
     from continuous_learning_trainer.verl_engine.run import read_history
     from PIL import Image
 
-    _report(tmp_path, read_history(FIXTURE))
+    report(tmp_path, read_history(FIXTURE))
     page.goto((tmp_path / "run" / "report" / "report.html").as_uri())
     # every plot decoded (an image that failed to load has naturalWidth 0)
     widths = page.eval_on_selector_all("img", "images => images.map(i => i.naturalWidth)")

@@ -21,23 +21,13 @@ from typing import Any
 
 import pytest
 
+from tests.browser.helpers import CHROMIUM, CHROMIUM_FLAGS
 from tests.browser.seed import seed
 from tests.browser.standalone import Standalone, airflow_standalone
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 DAY = date(2026, 11, 10)
 DAG_ID = "continuous_training"
 TINY = {

@@ -14,8 +14,7 @@ import pytest
 import yaml
 
 from tests.infra.conftest import INFRA, REPO
-from tests.infra.test_kubernetes import docs, render
-from tests.infra.test_terraform import TF, blocks, hcl
+from tests.infra.helpers import TF, blocks, docs, hcl, render
 
 #: Instance types a system node group may use: (vCPUs, memory GiB, max pods with the VPC CNI's default
 #: ENI/IP limits). From the EC2 instance-type documentation and EKS's eni-max-pods.txt.

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from tests.infra.conftest import CHART, HELM, INFRA, INFRA_PY, KUBERNETES_VALIDATE, require, require_crds, run
+from tests.infra.helpers import docs, render
 
 VALIDATE_RAY = INFRA / "checks" / "validate_ray.py"
 VARIANTS = {
@@ -17,16 +18,6 @@ VARIANTS = {
     "ephemeral-job": ["--set", "rayJob.ephemeralCluster=true", "--set", "rayCluster.enabled=false"],
     "mwaa-group": ["--set", "rbac.airflowGroups={continuous-learning-airflow}", "--set", "fsx.enabled=false"],
 }
-
-
-def render(*args: str) -> str:
-    result = run(require(HELM), "template", "continuous-learning", CHART, *args)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-def docs(text: str) -> list[dict]:
-    return [d for d in yaml.safe_load_all(text) if d]
 
 
 def test_helm_lint() -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.infra.conftest import INFRA, INFRA_PY, TERRAFORM, require, run
+from tests.infra.helpers import TF, blocks, hcl
 
-TF = INFRA / "terraform"
 HCL_CHECKS = INFRA / "checks" / "hcl_checks.py"
 
 
@@ -181,28 +181,6 @@ def test_hcl_checks_catch_a_regression_in_our_storage_module(tmp_path: Path) -> 
 
 
 # ------------------------------------------------------------------ structure read with python-hcl2 (as JSON)
-
-HCL_JSON = INFRA / "checks" / "hcl_json.py"
-
-
-def hcl(*directories: Path) -> dict[str, dict]:
-    """Each .tf file of ``directories``, parsed by python-hcl2 (in the infra-py venv), quotes stripped."""
-    result = run(require(INFRA_PY), HCL_JSON, *directories)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return dict(json.loads(result.stdout))
-
-
-def blocks(docs: dict[str, dict], kind: str) -> dict[str, dict]:
-    """``resource``/``data`` blocks as {"type.name": body}; ``variable``/``module``/``output`` as {name: body}."""
-    found = {}
-    for doc in docs.values():
-        for block in doc.get(kind, []):
-            for key, value in block.items():
-                if kind in ("resource", "data"):
-                    found.update({f"{key}.{name}": body for name, body in value.items()})
-                else:
-                    found[key] = value
-    return found
 
 
 def test_airflow_role_is_mapped_into_kubernetes_to_the_group_our_rolebinding_binds() -> None:

@@ -14,8 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from continuous_learning import storage
 
-from tests.unit.test_live_feedback import DAYS, START, _promote, _world
-from tests.unit.test_live_feedback import topic as topic  # a fixture
+from tests.unit.helpers import DAYS, START, promote, world
 
 pytestmark = pytest.mark.integration
 
@@ -61,8 +60,8 @@ def test_the_gate_task_shows_live_feedback_and_alerts_on_a_drop(
 
     monkeypatch.setenv("CL_MONITORING__MIN_INTERACTIONS", "100")
     monkeypatch.setenv("CL_MONITORING__MIN_THUMBS", "40")
-    _world(storage_root, v2_accuracy=0.3)
-    _promote(load_settings().storage.registry_uri, "v0", "v1", "v2")
+    world(storage_root, v2_accuracy=0.3)
+    promote(load_settings().storage.registry_uri, "v0", "v1", "v2")
     evaluation = {"scores_uri": _scores(f"{storage_root}/eval/scores.parquet"),
                   "mean_reward": {"candidate": 0.5, "production": 0.5}, "prompts": 20}  # fmt: skip
     with DAG("live_feedback_gate", schedule=None, start_date=datetime(2026, 11, 1, tzinfo=UTC)) as dag:

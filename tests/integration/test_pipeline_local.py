@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psutil
@@ -14,20 +14,9 @@ from continuous_learning import storage
 from continuous_learning.data.synthetic import generate_logs
 
 from tests.conftest import REPO
+from tests.integration.pipelines import DAY, TINY, task_states
 
 pytestmark = pytest.mark.integration
-DAY = date(2026, 11, 10)
-TINY = {
-    "CL_TRAINER__MAX_STEPS": "3",
-    "CL_TRAINER__WARM_START_STEPS": "15",
-    "CL_TRAINER__PROMPTS_PER_STEP": "4",
-    "CL_TRAINER__SAMPLES_PER_PROMPT": "2",
-    "CL_TRAINER__MAX_COMPLETION_TOKENS": "24",
-    "CL_DATASET__MIN_TRAIN_ROWS": "16",
-    "CL_EVALUATION__MAX_PROMPTS": "16",
-    "CL_EVALUATION__BOOTSTRAP_RESAMPLES": "200",
-    "CL_COMPUTE__LOCAL_RAY_NUM_CPUS": "1",
-}
 
 
 def _ray_pids() -> set[int]:
@@ -47,31 +36,6 @@ def dags(airflow_db: str):
     return bag
 
 
-def _states(run) -> dict[str, str]:
-    return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
-
-
-def run_day_then_training(storage_root: str, rows: int) -> dict[str, str]:
-    """``rows`` synthetic logs for DAY through ``interaction_ingest``, then ``continuous_training`` the
-    morning after, in real Airflow (dag.test) with the settings in the environment; both runs must succeed.
-    Returns the training run's task states."""
-    from airflow.dag_processing.dagbag import DagBag
-
-    generate_logs(storage_root, DAY, 1, rows, seed=21)
-    bag = DagBag(dag_folder=str(REPO / "dags"))
-    assert bag.import_errors == {}
-    ingest = bag.get_dag("interaction_ingest").test(
-        logical_date=datetime(DAY.year, DAY.month, DAY.day, tzinfo=UTC)
-    )
-    assert str(ingest.state) == "success", _states(ingest)
-
-    run_date = datetime(DAY.year, DAY.month, DAY.day, 6, tzinfo=UTC) + timedelta(days=1)
-    run = bag.get_dag("continuous_training").test(logical_date=run_date)
-    states = _states(run)
-    assert str(run.state) == "success", states
-    return states
-
-
 def test_one_day_through_both_dags(dags, storage_root: str, monkeypatch: pytest.MonkeyPatch) -> None:
     for key, value in TINY.items():
         monkeypatch.setenv(key, value)
@@ -81,7 +45,7 @@ def test_one_day_through_both_dags(dags, storage_root: str, monkeypatch: pytest.
     ingest_run = dags.get_dag("interaction_ingest").test(
         logical_date=datetime(DAY.year, DAY.month, DAY.day, tzinfo=UTC)
     )
-    assert str(ingest_run.state) == "success", _states(ingest_run)
+    assert str(ingest_run.state) == "success", task_states(ingest_run)
     data = storage.join(storage_root, "data")
     curated = storage.partition_files(storage.join(data, "curated", f"dt={DAY}"))
     manifest = json.loads(storage.read_bytes(curated["manifest.json"]))["report"]
@@ -92,7 +56,7 @@ def test_one_day_through_both_dags(dags, storage_root: str, monkeypatch: pytest.
 
     run_date = datetime(DAY.year, DAY.month, DAY.day, 6, tzinfo=UTC) + timedelta(days=1)
     train_run = dags.get_dag("continuous_training").test(logical_date=run_date)
-    states = _states(train_run)
+    states = task_states(train_run)
     assert str(train_run.state) == "success", states
     for task in ("assemble_dataset", "create_ray_cluster", "ensure_base_model", "train_candidate", "evaluate",
                  "gate", "delete_ray_cluster"):  # fmt: skip
@@ -123,7 +87,7 @@ def test_one_day_through_both_dags(dags, storage_root: str, monkeypatch: pytest.
 
 def test_training_skips_with_reason_when_the_window_is_empty(dags, storage_root: str) -> None:
     run = dags.get_dag("continuous_training").test(logical_date=datetime(2026, 11, 20, 6, tzinfo=UTC))
-    states = _states(run)
+    states = task_states(run)
     assert str(run.state) == "success"
     assert states["assemble_dataset"] == "skipped"
     assert states["create_ray_cluster"] == "skipped" and states["delete_ray_cluster"] == "skipped"

@@ -12,7 +12,7 @@ from continuous_learning.registry import ModelRegistry
 from continuous_learning.sagemaker_registry import find_version, register_version, set_approval
 
 from tests.servers import moto_server
-from tests.unit.test_registry import race_for_production
+from tests.unit.helpers import race_for_production
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from continuous_learning import storage
 
-from tests.integration.test_pipeline_local import run_day_then_training
+from tests.integration.pipelines import run_day_then_training
 
 pytestmark = pytest.mark.integration
 SMOLLM2 = {

@@ -100,8 +100,8 @@ def test_verl_checkpoints_land_in_the_rendered_work_folder(
     """The trainer in a pod with the rendered env: VeRL's data, checkpoints and merge under CL_WORK_DIR."""
     from continuous_learning_trainer import verl_engine
 
+    from tests.trainer.fake_verl import FakeVerl, prepare
     from tests.trainer.helpers import run_spec
-    from tests.trainer.test_verl_run import FakeVerl, prepare
 
     fsx = tmp_path / "fsx"
     spec, _ = _cluster(**{"kuberay.fsx_mount_path": str(fsx)})

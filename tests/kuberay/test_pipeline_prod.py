@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from continuous_learning import storage
 
-from tests.integration.test_pipeline_local import TINY, run_day_then_training
+from tests.integration.pipelines import TINY, run_day_then_training
 from tests.kuberay.conftest import create_hyperpod, group_counts
 from tests.user_models import make_user_model
 

@@ -14,7 +14,7 @@ from continuous_learning import storage
 from continuous_learning.data.synthetic import generate_logs
 from mlflow import MlflowClient
 
-from tests.integration.test_pipeline_local import TINY, _states
+from tests.integration.pipelines import TINY, task_states
 from tests.tracking.server import needs_mlflow_server
 
 pytestmark = [pytest.mark.integration, needs_mlflow_server]
@@ -28,11 +28,11 @@ def _one_day(dags: Any, storage_root: str, monkeypatch: pytest.MonkeyPatch, trac
     ingest = dags.get_dag("interaction_ingest").test(
         logical_date=datetime(DAY.year, DAY.month, DAY.day, tzinfo=UTC)
     )
-    assert str(ingest.state) == "success", _states(ingest)
+    assert str(ingest.state) == "success", task_states(ingest)
     run_date = datetime(DAY.year, DAY.month, DAY.day, 6, tzinfo=UTC) + timedelta(days=1)
     run = dags.get_dag("continuous_training").test(logical_date=run_date)
-    assert str(run.state) == "success", _states(run)
-    assert _states(run)["gate"] == "success"
+    assert str(run.state) == "success", task_states(run)
+    assert task_states(run)["gate"] == "success"
     return run
 
 

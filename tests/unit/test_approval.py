@@ -15,7 +15,7 @@ from continuous_learning.promotion_policy import approval_gate, approval_require
 from continuous_learning.registry import ModelRegistry
 from continuous_learning.run_request import RequestError, check_training_request
 
-from tests.unit.test_validation import DEFAULTS, TODAY, _context
+from tests.unit.helpers import DEFAULTS, TODAY, airflow_context
 
 PROMOTE = {
     "promote": True,
@@ -81,11 +81,13 @@ def test_asked_only_when_something_would_be_promoted(
 
 
 def test_a_run_can_ask_for_approval_but_never_waive_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert settings_from_context(_context(require_approval=True)).promotion.require_approval
-    assert not settings_from_context(_context(require_approval=False)).promotion.require_approval
+    assert settings_from_context(airflow_context(require_approval=True)).promotion.require_approval
+    assert not settings_from_context(airflow_context(require_approval=False)).promotion.require_approval
     monkeypatch.setenv("CL_PROMOTION__REQUIRE_APPROVAL", "true")
-    assert settings_from_context(_context(require_approval=False)).promotion.require_approval
-    timeout = settings_from_context(_context(approval_timeout_hours=2.5)).promotion.approval_timeout_hours
+    assert settings_from_context(airflow_context(require_approval=False)).promotion.require_approval
+    timeout = settings_from_context(
+        airflow_context(approval_timeout_hours=2.5)
+    ).promotion.approval_timeout_hours
     assert timeout == 2.5
 
 
@@ -180,16 +182,16 @@ def _promote(approval: Any, decision: Any = PROMOTE) -> Any:
 
 def test_promote_moves_production_only_with_a_recorded_approval(registry: ModelRegistry) -> None:
     rejected = approval_outcome(_answer("Reject", "calendar slice regressed"), "v1", "v0")
-    context = _context(require_approval=True)
+    context = airflow_context(require_approval=True)
     with pytest.raises(AirflowSkipException, match=r"v1 rejected by maria .*: calendar slice regressed"):
         _promote(rejected).execute(context)
     assert "rejected by maria" in context["ti"].xcom["run_note"]
     with pytest.raises(AirflowFailException, match="recorded no approval for v1"):
-        _promote(None).execute(_context(require_approval=True))
+        _promote(None).execute(airflow_context(require_approval=True))
     assert [r.version for r in registry.history("production")] == ["v0"]
 
     moved = _promote(approval_outcome(_answer("Approve", "ship it"), "v1", "v0")).execute(
-        _context(require_approval=True)
+        airflow_context(require_approval=True)
     )
     assert moved["version"] == "v1"
     last = registry.history("production")[-1]
@@ -198,10 +200,10 @@ def test_promote_moves_production_only_with_a_recorded_approval(registry: ModelR
 
 def test_without_approval_promote_behaves_as_before(registry: ModelRegistry) -> None:
     with pytest.raises(AirflowSkipException, match="no gate decision"):
-        _promote(None, decision=None).execute(_context())
+        _promote(None, decision=None).execute(airflow_context())
     with pytest.raises(AirflowSkipException, match="gate rejected v1"):
-        _promote(None, decision=REJECT).execute(_context(require_approval=True))
-    assert _promote(None).execute(_context())["version"] == "v1"
+        _promote(None, decision=REJECT).execute(airflow_context(require_approval=True))
+    assert _promote(None).execute(airflow_context())["version"] == "v1"
 
 
 def _approval_op() -> Any:
@@ -217,9 +219,9 @@ def test_approval_task_skips_without_waiting_when_not_required(storage_root: str
     op = _approval_op()
     assert op.retries == 0 and op.options == ["Approve", "Reject"] and set(op.params) == {"comment"}
     with pytest.raises(AirflowSkipException, match="approval not required"):
-        op.execute(_context())
+        op.execute(airflow_context())
     with pytest.raises(AirflowSkipException, match="DRY RUN"):
-        op.execute(_context(require_approval=True, dry_run=True))
+        op.execute(airflow_context(require_approval=True, dry_run=True))
 
 
 def test_approval_task_records_answers_and_fails_closed_on_timeout(storage_root: str) -> None:
@@ -227,7 +229,7 @@ def test_approval_task_records_answers_and_fails_closed_on_timeout(storage_root:
     from pathlib import Path
 
     op = _approval_op()
-    context = _context(require_approval=True)
+    context = airflow_context(require_approval=True)
     outcome = op.execute_complete(context, _answer("Reject", "not now"))
     assert outcome["approved"] is False and outcome["comment"] == "not now"
     record = Path(
@@ -239,7 +241,7 @@ def test_approval_task_records_answers_and_fails_closed_on_timeout(storage_root:
     timeout = {"error": "The Human-in-the-loop response timeout has passed without a response.",
                "error_type": "timeout"}  # fmt: skip
     with pytest.raises(AirflowFailException, match=r"no answer .* within 24 h .*v1 NOT promoted"):
-        op.execute_complete(_context(require_approval=True), timeout)
+        op.execute_complete(airflow_context(require_approval=True), timeout)
     assert json.loads(record.read_text())["timed_out"] is True
 
 

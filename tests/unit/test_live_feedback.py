@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,30 +13,11 @@ from typing import Any
 
 import pytest
 from continuous_learning.config import MonitoringSettings, load_settings
-from continuous_learning.data.ingest import ingest_day
-from continuous_learning.data.synthetic import Serving, generate_logs
 from continuous_learning.evaluation.live_feedback import feedback_by_version, live_feedback, render_section
 
-from tests.servers import alert_topic, moto_server
+from tests.unit.helpers import DAYS, START, promote, world
 
-START = date(2026, 11, 1)
-DAYS = 8  # v1 serves days 1-5, v2 days 6-8
-PER_DAY = 240
 SETTINGS = MonitoringSettings(min_interactions=100, min_thumbs=40, sustained_days=3, max_thumbs_up_drop=0.05)
-
-
-def _world(root: str, v2_accuracy: float | None) -> list[Any]:
-    """The default world with v1 then v2 serving; v2 right ``v2_accuracy`` of the time (v1: 60%). Every
-    day is ingested with its late feedback; the reports come back."""
-    serving = {
-        START + timedelta(days=n): Serving("v1") if n < 5 else Serving("v2", accuracy=v2_accuracy)
-        for n in range(DAYS)
-    }
-    generate_logs(root, START, DAYS, PER_DAY, seed=11, serving=serving)
-    return [
-        ingest_day(START + timedelta(days=n), f"{root}/raw", f"{root}/data", f"{root}/feedback")
-        for n in range(DAYS)
-    ]
 
 
 def _expected_from_raw(root: Path) -> dict[tuple[date, str], tuple[int, int, int, int]]:
@@ -74,7 +54,7 @@ def _expected_from_raw(root: Path) -> dict[tuple[date, str], tuple[int, int, int
 
 def test_model_versions_survive_ingest_and_feedback_is_counted_per_version_and_day(tmp_path: Path) -> None:
     root = f"file://{tmp_path}"
-    reports = _world(root, v2_accuracy=0.3)
+    reports = world(root, v2_accuracy=0.3)
     assert [r.model_versions for r in reports] == [{"v1": r.accepted} for r in reports[:5]] + [
         {"v2": r.accepted} for r in reports[5:]
     ]
@@ -106,7 +86,7 @@ def test_model_versions_survive_ingest_and_feedback_is_counted_per_version_and_d
 
 def test_no_alert_without_a_drop_or_without_enough_days(tmp_path: Path) -> None:
     root = f"file://{tmp_path}"
-    _world(root, v2_accuracy=None)  # v2 as good as v1
+    world(root, v2_accuracy=None)  # v2 as good as v1
     end = START + timedelta(days=DAYS - 1)
     same = live_feedback(f"{root}/data", end, "v2", "v1", SETTINGS)
     assert same.verdict == "ok" and same.drop is None, same.reason
@@ -120,25 +100,6 @@ def test_no_alert_without_a_drop_or_without_enough_days(tmp_path: Path) -> None:
     assert first.verdict == "no_previous_version" and first.production is not None
 
 
-@pytest.fixture
-def topic(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """Alerts on, to an SNS topic on a moto server with an SQS queue subscribed."""
-    with moto_server() as url, alert_topic(monkeypatch, url) as topic:
-        monkeypatch.setenv("AIRFLOW__API__BASE_URL", "http://airflow.example:8080")
-        yield topic
-
-
-def _promote(registry_uri: str, *versions: str) -> None:
-    from continuous_learning.registry import ModelRegistry
-
-    registry = ModelRegistry(registry_uri)
-    for version in versions:
-        registered = registry.register(f"file:///models/{version}", f"run-{version}", None, None)
-        assert registered.version == version
-        current = registry.alias("production")
-        registry.promote(version, "test", f"run-{version}", current.revision if current else 0)
-
-
 def test_the_gate_alerts_on_a_drop_with_the_rollback_link(
     tmp_path: Path, storage_root: str, topic: Any
 ) -> None:
@@ -147,8 +108,8 @@ def test_the_gate_alerts_on_a_drop_with_the_rollback_link(
     from continuous_learning.airflow.monitoring import check_live_feedback
 
     settings = load_settings()
-    _world(storage_root, v2_accuracy=0.3)
-    _promote(settings.storage.registry_uri, "v0", "v1", "v2")
+    world(storage_root, v2_accuracy=0.3)
+    promote(settings.storage.registry_uri, "v0", "v1", "v2")
     context = {"ti": SimpleNamespace(dag_id="continuous_training", run_id="scheduled__2026-11-09", task_id="evaluation_gate", try_number=1),
                "run_id": "scheduled__2026-11-09"}  # fmt: skip
     document = check_live_feedback(context, settings, START + timedelta(days=DAYS - 1))
@@ -181,7 +142,7 @@ def test_the_gate_alerts_on_a_drop_with_the_rollback_link(
     assert storage.read_json(uris["json"])["live_feedback"]["drop"]["previous_version"] == "v1"
 
     # No drop (v2 as good as v1): the document, no message.
-    _world(storage_root, v2_accuracy=None)
+    world(storage_root, v2_accuracy=None)
     document = check_live_feedback(context, settings, START + timedelta(days=DAYS - 1))
     assert document is not None and document["verdict"] == "ok" and document["alerted"] is False
     assert topic.received() == []

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import pytest
 from continuous_learning.registry import ModelRegistry, RegistryError
+
+from tests.unit.helpers import race_for_production
 
 
 def test_register_promote_and_history(tmp_path) -> None:
@@ -27,21 +27,6 @@ def test_stale_expected_revision_is_refused(tmp_path) -> None:
     with pytest.raises(RegistryError, match="moved concurrently"):
         registry.promote("v2", "stale", None, expected_revision=1)
     assert registry.alias("production").version == "v1"
-
-
-def race_for_production(root: str) -> list[str]:
-    """Two registries on ``root`` move ``production`` (revision 1) to v1 and v2 at once, each from its own
-    thread; each outcome is ``won`` or ``lost: <the error>``."""
-
-    def attempt(version: str) -> str:
-        try:
-            ModelRegistry(root).move_alias("production", version, "race", None, expected_revision=1)
-        except RegistryError as exc:
-            return f"lost: {exc}"
-        return "won"
-
-    with ThreadPoolExecutor(2) as pool:
-        return list(pool.map(attempt, ["v1", "v2"]))
 
 
 def test_two_concurrent_promotions_exactly_one_wins(tmp_path) -> None:

@@ -8,42 +8,11 @@ import base64
 import io
 import re
 from pathlib import Path
-from typing import Any
 
-from continuous_learning import storage
-from continuous_learning.evaluation.report import build_report, curve_keys
+from continuous_learning.evaluation.report import curve_keys
 from continuous_learning_trainer.verl_engine.run import read_history
 
-FIXTURE = Path(__file__).parent / "fixtures" / "verl-day1-metrics.jsonl"
-DECISION: dict[str, Any] = {
-    "promote": False,
-    "reasons": ["the reward difference's CI [-0.02, 0.05] includes 0"],
-    "overall": {"mean": 0.015, "low": -0.02, "high": 0.05, "n": 64},
-    "slices": {"agent=billing": {"mean": -0.04, "low": -0.09, "high": -0.01, "n": 20},
-               "agent=search": {"mean": 0.06, "low": 0.01, "high": 0.1, "n": 44}},
-    "candidate_mean": 0.57, "production_mean": 0.555, "guardrails": {"response_length_ratio": 1.04},
-}  # fmt: skip
-MANIFEST = {
-    "dataset_id": "2026-12-02-abc", "window": {"end": "2026-12-02", "lookback_days": 7},
-    "counts": {"train": 120, "validation": 14, "test": 64},
-    "counts_by_agent": {"train": {"billing": 40, "search": 80}, "validation": {"billing": 4, "search": 10},
-                        "test": {"billing": 20, "search": 44}},
-}  # fmt: skip
-
-
-def _report(tmp_path: Path, history: list[dict[str, float]]) -> str:
-    uris = build_report(
-        f"file://{tmp_path}/run",
-        dataset_manifest=MANIFEST,
-        train_result={"steps": len(history), "status": "succeeded", "history": history, "base_model_version": "v3",
-                      "metrics": {"reward_first": 0.557, "reward_last": 0.534}, "versions": {"verl": "0.9.1"}},
-        eval_result={"scores_uri": f"file://{tmp_path}/none.parquet", "prompts": 64,
-                     "mean_reward": {"candidate": 0.57, "production": 0.555},
-                     "tool_call_validity": {"candidate": 0.98, "production": 0.97},
-                     "mean_response_chars": {"candidate": 240.0, "production": 231.0}},
-        decision=DECISION, candidate_version="v4", production_version="v3",
-    )  # fmt: skip
-    return storage.read_bytes(uris["html"]).decode()
+from tests.unit.helpers import FIXTURE, report
 
 
 def test_verl_metrics_file_draws_its_curves(tmp_path: Path) -> None:
@@ -53,7 +22,7 @@ def test_verl_metrics_file_draws_its_curves(tmp_path: Path) -> None:
         ("reward", "critic/rewards/mean"), ("KL", "actor/ppo_kl"), ("loss", "actor/pg_loss"),
         ("entropy", "actor/entropy"), ("response length", "response_length/mean"), ("step time (s)", "timing_s/step"),
     ]  # fmt: skip
-    page = _report(tmp_path, history)
+    page = report(tmp_path, history)
     [curves] = re.findall(r'alt="training_curves" src="data:image/png;base64,([^"]+)"', page)
     from PIL import Image
 
@@ -68,11 +37,11 @@ def test_trl_names_still_draw(tmp_path: Path) -> None:
         for s in (1, 2)
     ]
     assert [t for t, _ in curve_keys(history)] == ["reward", "KL", "loss", "response length"]
-    assert "training_curves" in _report(tmp_path, history)
+    assert "training_curves" in report(tmp_path, history)
 
 
 def test_sections_are_tables_not_json(tmp_path: Path) -> None:
-    page = _report(tmp_path, read_history(FIXTURE))
+    page = report(tmp_path, read_history(FIXTURE))
     assert "<pre>" not in page
     for section in ("decision", "dataset", "training", "evaluation"):
         body = page.split(f"<section id='{section}'>", 1)[1].split("</section>", 1)[0]

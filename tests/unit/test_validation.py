@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,21 +14,7 @@ from continuous_learning.run_request import (
     check_training_request,
 )
 
-TODAY = date(2026, 11, 28)
-DEFAULTS: dict[str, Any] = {
-    "window_end": None,
-    "lookback_days": None,
-    "base_model_version": "production",
-    "algorithm": None,
-    "learning_rate": None,
-    "max_steps": None,
-    "samples_per_prompt": None,
-    "dry_run": False,
-    "skip_promotion": False,
-    "force_promote": False,
-    "force_promote_confirmation": None,
-    "force_promote_reason": None,
-}
+from tests.unit.helpers import DEFAULTS, TODAY, airflow_context
 
 
 def _check(versions: tuple[str, ...] = ("v0", "v1"), **params: Any) -> Any:
@@ -128,25 +112,6 @@ def test_rollback_request() -> None:
 # -- the Airflow side ---------------------------------------------------------------------------------
 
 
-class _TI:
-    def __init__(self) -> None:
-        self.xcom: dict[str, Any] = {}
-        self.task_id = "t"
-        self.try_number = 1
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcom[key] = value
-
-
-def _context(**params: Any) -> dict[str, Any]:
-    return {
-        "params": {**DEFAULTS, **params},
-        "ti": _TI(),
-        "dag": SimpleNamespace(dag_id="continuous_training"),
-        "run_id": "manual__test",
-    }
-
-
 def test_validate_request_fails_fast_naming_the_field(registry: ModelRegistry) -> None:
     from airflow.sdk.exceptions import AirflowFailException
     from continuous_learning.airflow.validation import ValidateRequestOperator
@@ -156,14 +121,14 @@ def test_validate_request_fails_fast_naming_the_field(registry: ModelRegistry) -
     with pytest.raises(
         AirflowFailException, match=r"base_model_version: v5 is not in the model registry \(known: v0, v1\)"
     ):
-        op.execute(_context(base_model_version="v5"))  # type: ignore[arg-type]
+        op.execute(airflow_context(base_model_version="v5"))  # type: ignore[arg-type]
     with pytest.raises(AirflowFailException, match="max_steps: must be >= 1"):
-        op.execute(_context(max_steps=-4))  # type: ignore[arg-type]
-    summary = op.execute(_context(base_model_version="v1", max_steps=5))  # type: ignore[arg-type]
+        op.execute(airflow_context(max_steps=-4))  # type: ignore[arg-type]
+    summary = op.execute(airflow_context(base_model_version="v1", max_steps=5))  # type: ignore[arg-type]
     assert summary["effective"]["max_steps"] == 5
     rollback = ValidateRequestOperator(task_id="validate_request", kind="rollback")
     with pytest.raises(AirflowFailException, match="target_version: v8 is not in the model registry"):
-        rollback.execute(_context(target_version="v8", reason="bad answers"))  # type: ignore[arg-type]
+        rollback.execute(airflow_context(target_version="v8", reason="bad answers"))  # type: ignore[arg-type]
 
 
 def _promote_op() -> Any:
@@ -181,7 +146,7 @@ def _promote_op() -> Any:
 def test_gate_rejection_skips_with_a_run_note(registry: ModelRegistry) -> None:
     from airflow.sdk.exceptions import AirflowSkipException
 
-    context = _context()
+    context = airflow_context()
     with pytest.raises(AirflowSkipException, match="gate rejected v1; production unchanged"):
         _promote_op().execute(context)
     assert "gate rejected v1" in context["ti"].xcom["run_note"]
@@ -192,10 +157,10 @@ def test_force_promote_overrides_the_gate_and_is_recorded(registry: ModelRegistr
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
     with pytest.raises(AirflowFailException, match="force_promote_confirmation"):
-        _promote_op().execute(_context(force_promote=True, force_promote_confirmation="promote"))
+        _promote_op().execute(airflow_context(force_promote=True, force_promote_confirmation="promote"))
     with pytest.raises(AirflowSkipException, match="DRY RUN"):
-        _promote_op().execute(_context(dry_run=True))
-    context = _context(
+        _promote_op().execute(airflow_context(dry_run=True))
+    context = airflow_context(
         force_promote=True,
         force_promote_confirmation=FORCE_PROMOTE_CONFIRMATION,
         force_promote_reason="held-out set was stale",
