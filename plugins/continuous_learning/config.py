@@ -3,6 +3,9 @@
 Precedence, highest first: explicit overrides (DAG Params, CLI flags), environment variables
 (``CL_TRAINER__LEARNING_RATE=1e-5``), then the environment's TOML file under ``environments/``.
 A bad value raises :class:`ConfigError` naming the key and what is allowed.
+
+One module over 400 lines on purpose: the sections up to the gate and their loading rules are one document a
+deployment's TOML is read against; the after-gate sections live in :mod:`config_after_gate`.
 """
 
 from __future__ import annotations

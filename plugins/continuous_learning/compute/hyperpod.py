@@ -86,13 +86,11 @@ def eks_cluster_arn(describe: dict[str, Any]) -> str | None:
     return ((describe.get("Orchestrator") or {}).get("Eks") or {}).get("ClusterArn")
 
 
-def plan_capacity(
-    describe: dict[str, Any], instance_group: str, required: int, force_wait_only: bool = False
-) -> CapacityPlan:
+def plan_capacity(describe: dict[str, Any], instance_group: str, required: int) -> CapacityPlan:
     """Decide from a ``describe_cluster`` answer: nothing to do, scale the group, or only wait.
 
     - enough nodes (current and target >= required): nothing;
-    - HyperPod autoscaling on (or ``force_wait_only``): never call ``update_cluster``, only wait;
+    - HyperPod autoscaling on: never call ``update_cluster``, only wait;
     - a group on a training plan scales within its reservation (the API refuses more), and is not
       scaled down afterwards: the reserved nodes are paid for by the plan whether used or not.
     """
@@ -104,7 +102,7 @@ def plan_capacity(
     group = _group(describe, instance_group)
     current = int(group.get("CurrentCount", 0))
     target = int(group.get("TargetCount", current))
-    managed = force_wait_only or autoscaling_managed(describe)
+    managed = autoscaling_managed(describe)
     if current >= required and target >= required:
         action: Action = "none"
         scale_to = None

@@ -4,6 +4,9 @@
 No Airflow and no API calls here (``kuberay`` makes those). Every object carries labels from its DAG run
 and task, so a retry finds what an earlier attempt created (re-attach) and a teardown finds what a failed
 task left behind.
+
+Over 400 lines on purpose: the head and worker pod templates, the RayJob around them and the labels that
+tie them to a run are rendered together, and splitting them would pass half-built manifests between modules.
 """
 
 from __future__ import annotations

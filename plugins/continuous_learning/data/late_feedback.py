@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from continuous_learning import storage
+from continuous_learning.contracts import partition_uri
 
 
 @dataclass
@@ -26,7 +27,7 @@ def days_with_new_feedback(
     stale = []
     for offset in range(lookback_days, 0, -1):
         day = today - timedelta(days=offset)
-        files = storage.partition_files(storage.join(data_uri, "curated", f"dt={day.isoformat()}"))
+        files = storage.partition_files(partition_uri(data_uri, "curated", day))
         if "manifest.json" not in files:
             continue  # never ingested: the daily schedule or catch-up owns it
         manifest = json.loads(storage.read_bytes(files["manifest.json"]))

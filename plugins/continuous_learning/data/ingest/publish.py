@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 from continuous_learning import storage
-from continuous_learning.data.ingest.reading import day_prefix
+from continuous_learning.contracts import partition_uri
 from continuous_learning.data.ingest.reduce import ShardResult
 from continuous_learning.data.ingest.report import IngestReport
 from continuous_learning.data.ingest.stage import FeedbackStage, FileStage, line_offsets
@@ -95,7 +95,7 @@ def publish_quarantine(
     results: list[ShardResult],
 ) -> str:
     """Write and commit the day's quarantine partition (``head``: rows of skipped files); its prefix."""
-    prefix = day_prefix(storage.join(out_uri, "quarantine"), day)
+    prefix = partition_uri(out_uri, "quarantine", day)
     path = tmp / "records.parquet"
     write_quarantine(path, head, feedback, stages, results)
     storage.commit_partition_files(prefix, {"records.parquet": path}, {"day": day.isoformat()})
@@ -103,7 +103,7 @@ def publish_quarantine(
 
 
 def curated_prefix(out_uri: str, day: date) -> str:
-    return day_prefix(storage.join(out_uri, "curated"), day)
+    return partition_uri(out_uri, "curated", day)
 
 
 def publish_curated(

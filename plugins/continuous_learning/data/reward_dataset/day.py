@@ -12,6 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 from continuous_learning import storage
+from continuous_learning.contracts import partition_uri
 from continuous_learning.data.reward_dataset.rows import CURATED_INPUTS, prompts_from_curated
 from continuous_learning.data.reward_dataset.schema import VERL_SCHEMA
 
@@ -41,7 +42,7 @@ def build_day_partition(
     skipped: Counter[str] = Counter()
     by_split: Counter[str] = Counter()
     by_agent: Counter[str] = Counter()
-    files = storage.partition_files(storage.join(data_uri, "curated", f"dt={day.isoformat()}"))
+    files = storage.partition_files(partition_uri(data_uri, "curated", day))
     with tempfile.TemporaryDirectory(prefix="cl-reward-") as tmp:
         out_path = Path(tmp) / "prompts.parquet"
         writer = pq.ParquetWriter(str(out_path), VERL_SCHEMA, compression="zstd")
@@ -68,7 +69,7 @@ def build_day_partition(
         report.skipped = dict(skipped)
         report.by_split = dict(by_split)
         report.by_agent = dict(by_agent)
-        prefix = storage.join(data_uri, "reward", f"dt={day.isoformat()}")
+        prefix = partition_uri(data_uri, "reward", day)
         storage.commit_partition_files(
             prefix,
             {"prompts.parquet": out_path},

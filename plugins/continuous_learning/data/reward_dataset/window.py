@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from continuous_learning import storage
+from continuous_learning.contracts import partition_uri
 from continuous_learning.data.reward_dataset.schema import SPLITS, VERL_SCHEMA
 
 
@@ -133,7 +134,7 @@ def assemble_window(
         paths: list[Path] = []
         for offset in range(lookback_days - 1, -1, -1):
             day = end - timedelta(days=offset)
-            prefix = storage.join(data_uri, "reward", f"dt={day.isoformat()}")
+            prefix = partition_uri(data_uri, "reward", day)
             pointer = storage.read_partition_pointer(prefix)
             if pointer is None:
                 inputs.append({"day": day.isoformat(), "present": False})
