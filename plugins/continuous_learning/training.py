@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -142,8 +143,11 @@ def write_run_spec(
     run_id: str,
     tool_call_format: ToolCallFormat = "hermes",
     tracking: TrackingRef | None = None,
+    cluster_resources: Mapping[str, Any] | None = None,
 ) -> str:
-    """The training job's spec; ``tracking``: the MLflow run its engine reports to (None: off)."""
+    """The training job's spec; ``tracking``: the MLflow run its engine reports to (None: off);
+    ``cluster_resources``: what the job's cluster decides (nodes, GPUs per node, GPU class; see
+    ``KubeRayClusterRef.trainer_resources``), written once with the rest."""
     paths = run_paths(settings, run_id)
     t = settings.trainer
     spec = RunSpec(
@@ -165,7 +169,7 @@ def write_run_spec(
             checkpoint_every_seconds=t.checkpoint_every_seconds,
             max_seconds=max(settings.compute.job_timeout_s - t.stop_reserve_s, 60.0),
         ),
-        resources=Resources(cpu_threads=t.threads),
+        resources=Resources(cpu_threads=t.threads, **(cluster_resources or {})),
         reward=reward_function(settings),
         tool_call_format=tool_call_format,
         lora=LoraOptions(**settings.model.lora.model_dump()),

@@ -83,7 +83,6 @@ class BaseRayJobOperator(ResumableJobMixin, BaseOperator):
         if ref.backend == "kuberay":
             if self.deferrable is None:
                 self.deferrable = settings.kuberay.deferrable
-            self._scale_resources(ref, spec_uri)
             return self.execute_resumable(context)
         self._run_local(context, settings, ref)
         return self.job_succeeded(context)
@@ -129,16 +128,6 @@ class BaseRayJobOperator(ResumableJobMixin, BaseOperator):
         """The task in names and ids: its id, and its map index when mapped (mapped tasks share the id)."""
         index = map_index(context)
         return self.task_id if index is None else f"{self.task_id}.{index}"
-
-    @staticmethod
-    def _scale_resources(ref: KubeRayClusterRef, spec_uri: str) -> None:
-        """Trainer nodes, GPUs per node and GPU class come from the cluster, not the trainer settings."""
-        from continuous_learning import storage
-
-        document = storage.read_json(spec_uri)
-        if "resources" in document:
-            document["resources"].update(ref.trainer_resources())
-            storage.write_json(spec_uri, document)
 
     # -- KubeRay: ResumableJobMixin ---------------------------------------------------------------------
 

@@ -157,9 +157,10 @@ class TrainCandidateOperator(BaseRayJobOperator):
         dataset = DatasetRef.of(self.dataset)
         dry_run = bool((context.get("params") or {}).get("dry_run"))
         tracking = None if dry_run else self._tracking_run(settings, run_id, context)
+        ref = self.cluster_ref
         spec_uri = write_run_spec(
             settings, dataset, self.base["model_uri"], self.base["version"], run_id, self._tool_call_format(),
-            tracking=tracking,
+            tracking=tracking, cluster_resources=ref.trainer_resources() if ref.backend == "kuberay" else None,
         )  # fmt: skip
         if dry_run:
             self._dry_run(context, settings, dataset, spec_uri, run_id)
