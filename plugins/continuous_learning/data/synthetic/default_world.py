@@ -113,6 +113,33 @@ FIRST_NAMES = ["ana", "li", "omar", "jane", "kofi"]
 LAST_NAMES = ["smith", "garcia", "chen", "okafor", "novak"]
 
 
+def interaction_record(
+    rng: random.Random,
+    interaction_id: str,
+    ts: datetime,
+    agent: str,
+    tools: list[dict[str, Any]],
+    messages: list[dict[str, Any]],
+    serving: Serving | None,
+    correct: bool,
+    outcome_share: float,
+) -> dict[str, Any]:
+    """One logged interaction as the platform writes it (both worlds); ``outcome_share``: how often the
+    platform knows whether the task succeeded. Draws from ``rng`` in a fixed order: session, outcome, client."""
+    return {
+        "schema_version": 1,
+        "interaction_id": interaction_id,
+        "timestamp": ts.isoformat(),
+        "agent": agent,
+        "model_version": serving.model_version if serving is not None else DEFAULT_MODEL_VERSION,
+        "session_id": f"s-{rng.randrange(10**8):08d}",
+        "messages": messages,
+        "tools": tools,
+        "outcome": {"task_success": correct if rng.random() < outcome_share else None, "error": None},
+        "client": rng.choice(["web", "ios", "android"]),  # an unlisted field: kept as metadata
+    }
+
+
 def tool_call(call_id: str, name: str, arguments: dict[str, str]) -> dict[str, Any]:
     return {
         "id": call_id,
@@ -176,18 +203,9 @@ def make_interaction(
     messages.append(
         {"role": "assistant", "content": None, "tool_calls": [tool_call("c1", answered_name, answered_args)]}
     )
-    record: dict[str, Any] = {
-        "schema_version": 1,
-        "interaction_id": interaction_id,
-        "timestamp": ts.isoformat(),
-        "agent": agent.name,
-        "model_version": serving.model_version if serving is not None else DEFAULT_MODEL_VERSION,
-        "session_id": f"s-{rng.randrange(10**8):08d}",
-        "messages": messages,
-        "tools": agent.tools,
-        "outcome": {"task_success": correct if rng.random() < 0.7 else None, "error": None},
-        "client": rng.choice(["web", "ios", "android"]),  # an unlisted field: kept as metadata
-    }
+    record = interaction_record(
+        rng, interaction_id, ts, agent.name, agent.tools, messages, serving, correct, 0.7
+    )
     right = {"role": "assistant", "content": None, "tool_calls": [tool_call("c1", name, args)]}
     inline, late = user_feedback(
         rng, ts, interaction_id, correct, right, positive_share=0.75, negative_share=0.85

@@ -15,13 +15,13 @@ from typing import Any
 
 from continuous_learning.data.synthetic.default_world import (
     CITIES,
-    DEFAULT_MODEL_VERSION,
     FIRST_NAMES,
     LAST_NAMES,
     PII_SNIPPETS,
     TOPICS,
     Serving,
     function_tool,
+    interaction_record,
     tool_call,
     user_feedback,
 )
@@ -588,21 +588,11 @@ def make_production_interaction(
     answer, mistake = _agent_answer(rng, request)
     correct = mistake is None
     messages.append(_calls_message(answer))
-    record: dict[str, Any] = {
-        "schema_version": 1,
-        "interaction_id": interaction_id,
-        "timestamp": ts.isoformat(),
-        "agent": agent.name,
-        "model_version": serving.model_version if serving is not None else DEFAULT_MODEL_VERSION,
-        "session_id": f"s-{rng.randrange(10**8):08d}",
-        "messages": messages,
-        "tools": agent.tools,
-        "outcome": {"task_success": correct if rng.random() < 0.5 else None, "error": None},
-        "client": rng.choice(["web", "ios", "android"]),
-        # Unlisted fields, kept as metadata: the world's truth about this answer, for benchmarks/world/.
-        "mistake": mistake,
-        "calls_expected": len(request.calls),
-    }
+    record = interaction_record(
+        rng, interaction_id, ts, agent.name, agent.tools, messages, serving, correct, 0.5
+    )
+    # Unlisted fields, kept as metadata: the world's truth about this answer, for benchmarks/world/.
+    record |= {"mistake": mistake, "calls_expected": len(request.calls)}
     usual = _usual_answer(request)
     if usual != answer:  # the agent's usual answer, where the logged one is not it
         record["usual_answer"] = [{"name": name, "arguments": args} for name, args in usual]
