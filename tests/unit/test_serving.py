@@ -44,7 +44,13 @@ def test_sagemaker_names_steps_and_guardrails() -> None:
     conf = SageMakerServingSettings(image="img", alarms=["a"], execution_role_arn="arn:aws:iam::1:role/r")
     assert sagemaker.deployment_config(conf)["AutoRollbackConfiguration"] == {"Alarms": [{"AlarmName": "a"}]}
     packaged = sagemaker.create_model_request(conf, _event(sagemaker_model_package_arn="arn:pkg"))
-    assert packaged["PrimaryContainer"] == {"ModelPackageName": "arn:pkg"}
+    # the container knows which version it serves, to stamp it into the logs it writes
+    assert packaged["PrimaryContainer"] == {
+        "ModelPackageName": "arn:pkg",
+        "Environment": {"CL_MODEL_VERSION": "v1"},
+    }
+    direct = sagemaker.create_model_request(conf, _event())
+    assert direct["PrimaryContainer"]["Environment"] == {"CL_MODEL_VERSION": "v1"}
     assert sagemaker.firing([{"AlarmName": "a", "StateValue": "ALARM"}, {"AlarmName": "b", "StateValue": "ALARM"}],
                             ["a"]) == ["a"]  # fmt: skip
     with pytest.raises(ValueError, match="on S3"):

@@ -8,6 +8,10 @@ from typing import Any, Literal
 
 from continuous_learning.contracts import ProductionModelEvent
 
+#: The serving container's environment variable with the registry version it serves (both targets), which
+#: the serving side stamps into the logs it writes as ``model_version`` (docs/input-contract.md).
+MODEL_VERSION_ENV = "CL_MODEL_VERSION"
+
 
 @dataclass(frozen=True)
 class Handoff:

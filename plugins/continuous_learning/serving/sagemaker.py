@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from continuous_learning.config_after_gate import SageMakerServingSettings
 from continuous_learning.contracts import ProductionModelEvent
+from continuous_learning.serving.handoff import MODEL_VERSION_ENV
 
 #: Endpoint states that move by themselves: wait.
 TRANSITIONAL = ("Creating", "Updating", "SystemUpdating", "RollingBack", "UpdateRollbackFailed_", "Deleting")
@@ -58,11 +59,13 @@ def create_model_request(settings: SageMakerServingSettings, event: ProductionMo
     """CreateModel: from the approved model package when it was mirrored, else from image and data."""
     if not settings.execution_role_arn:
         raise ValueError("serving.sagemaker.execution_role_arn: the role the endpoint's containers run as")
-    primary = (
+    primary: dict[str, Any] = (
         {"ModelPackageName": event.sagemaker_model_package_arn}
         if event.sagemaker_model_package_arn
         else container(settings, event.model_uri)
     )
+    # the version the serving side stamps into the logs it writes (docs/input-contract.md), as on SGLang
+    primary["Environment"] = {**primary.get("Environment", {}), MODEL_VERSION_ENV: event.version}
     return {
         "ModelName": resource_name(settings.endpoint_name, event),
         "ExecutionRoleArn": settings.execution_role_arn,

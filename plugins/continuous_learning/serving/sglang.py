@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from continuous_learning.config_after_gate import SGLangServingSettings
 from continuous_learning.contracts import ProductionModelEvent
+from continuous_learning.serving.handoff import MODEL_VERSION_ENV
 
 PREFIX = "continuous-learning.io"
 VERSION, REVISION, MODEL_URI = f"{PREFIX}/version", f"{PREFIX}/revision", f"{PREFIX}/model-uri"
@@ -99,7 +100,7 @@ def _server(settings: SGLangServingSettings, event: ProductionModelEvent, model_
         "image": settings.image,
         "command": ["python3", "-m", "sglang.launch_server"],
         "args": args,
-        "env": [{"name": "CL_MODEL_VERSION", "value": event.version}],
+        "env": [{"name": MODEL_VERSION_ENV, "value": event.version}],
         "ports": [{"name": "http", "containerPort": settings.port}],
         "readinessProbe": probe,
         # loading weights takes minutes: liveness starts counting only once the server answered
