@@ -116,9 +116,21 @@ class Deployment:
         names its id (LocalExecutor worker -> the task's supervisor -> the task runner)."""
         import psutil
 
+        def title(p: psutil.Process) -> str:
+            try:
+                return " ".join(p.cmdline())
+            except psutil.Error:  # exited (or a zombie) since the listing: not running the task
+                return ""
+
+        def child_pids(p: psutil.Process) -> set[int]:
+            try:
+                return {c.pid for c in p.children()}
+            except psutil.Error:
+                return set()
+
         scheduler = psutil.Process(self.procs["scheduler"].pid)
-        named = {p.pid: p for p in scheduler.children(recursive=True) if ti_id in " ".join(p.cmdline())}
-        return [pid for pid, p in named.items() if not any(c.pid in named for c in p.children())]
+        named = {p.pid: p for p in scheduler.children(recursive=True) if ti_id in title(p)}
+        return [pid for pid, p in named.items() if not child_pids(p) & named.keys()]
 
     def kill_pids(self, pids: list[int]) -> None:
         for pid in pids:
