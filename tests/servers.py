@@ -86,17 +86,21 @@ def use_moto(monkeypatch: pytest.MonkeyPatch, url: str, conn_id: str = "aws_defa
     monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
 
 
-def use_kube_emulator(monkeypatch: pytest.MonkeyPatch, url: str, conn_id: str) -> None:
-    """The Airflow Kubernetes connection ``conn_id`` to a Kubernetes emulator at ``url`` (a kubeconfig with
-    a bearer token that the emulators do not check)."""
+def kube_connection(url: str, user: str = "test") -> str:
+    """An Airflow Kubernetes connection (the JSON of an ``AIRFLOW_CONN_...`` variable) to a Kubernetes emulator
+    at ``url``: a kubeconfig with a bearer token that the emulators do not check."""
     kubeconfig = {
         "apiVersion": "v1", "kind": "Config", "current-context": "emulator",
         "clusters": [{"name": "emulator", "cluster": {"server": url}}],
-        "users": [{"name": "test", "user": {"token": "test-token"}}],
-        "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "test"}}],
+        "users": [{"name": user, "user": {"token": f"{user}-token"}}],
+        "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": user}}],
     }  # fmt: skip
-    conn = {"conn_type": "kubernetes", "extra": {"kube_config": json.dumps(kubeconfig)}}
-    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+    return json.dumps({"conn_type": "kubernetes", "extra": {"kube_config": json.dumps(kubeconfig)}})
+
+
+def use_kube_emulator(monkeypatch: pytest.MonkeyPatch, url: str, conn_id: str) -> None:
+    """The Airflow Kubernetes connection ``conn_id`` to a Kubernetes emulator at ``url``."""
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", kube_connection(url))
 
 
 @contextmanager

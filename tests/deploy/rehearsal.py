@@ -13,6 +13,7 @@ from typing import Any
 
 from tests.deploy.deployment import Deployment
 from tests.kuberay.conftest import group_counts
+from tests.servers import kube_connection as emulator_connection
 
 BUCKET = "cl-rehearsal"
 ROOT = f"s3://{BUCKET}/prod"
@@ -77,14 +78,8 @@ def write_settings(path: Path, prod_toml: Path, hyperpod_cluster: str, **section
 
 
 def kube_connection(url: str) -> str:
-    """An Airflow Kubernetes connection (AIRFLOW_CONN_...) to the emulator."""
-    kubeconfig = {
-        "apiVersion": "v1", "kind": "Config", "current-context": "emulator",
-        "clusters": [{"name": "emulator", "cluster": {"server": url}}],
-        "users": [{"name": "airflow", "user": {"token": "airflow-token"}}],
-        "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "airflow"}}],
-    }  # fmt: skip
-    return json.dumps({"conn_type": "kubernetes", "extra": {"kube_config": json.dumps(kubeconfig)}})
+    """An Airflow Kubernetes connection (AIRFLOW_CONN_...) to the emulator, as user ``airflow``."""
+    return emulator_connection(url, user="airflow")
 
 
 def aws_connection(moto_url: str) -> str:

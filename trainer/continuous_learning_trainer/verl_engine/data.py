@@ -83,14 +83,24 @@ def chat_tokens(
     return len(chat_token_ids(tokenizer, messages, tools, generation_prompt=generation_prompt))
 
 
-def renders_turn_by_turn(tokenizer: Any, messages: list[dict[str, Any]], tools: Any) -> bool:
-    """Whether the conversation's tokens are its messages' tokens rendered one at a time, which VeRL's
-    multi-turn SFT dataset builds its loss mask from (and asserts): each message alone, tools with the
-    first, the template's default system prefix dropped from the later ones. Templates that merge
-    consecutive messages (Qwen-style ChatML puts parallel tool results in one user turn) break it."""
+def default_prefix_length(tokenizer: Any) -> int:
+    """Tokens the chat template puts before any conversation (a default system turn, or none): what VeRL's
+    multi-turn SFT dataset drops from each later message it renders alone."""
     one = chat_token_ids(tokenizer, [{"role": "user", "content": ""}], None, generation_prompt=False)
     two = chat_token_ids(tokenizer, [{"role": "user", "content": ""}] * 2, None, generation_prompt=False)
-    prefix = len(one) - (len(two) - len(one))  # what the template adds before any conversation
+    return len(one) - (len(two) - len(one))
+
+
+def renders_turn_by_turn(
+    tokenizer: Any, messages: list[dict[str, Any]], tools: Any, prefix: int | None = None
+) -> bool:
+    """Whether the conversation's tokens are its messages' tokens rendered one at a time, which VeRL's
+    multi-turn SFT dataset builds its loss mask from (and asserts): each message alone, tools with the
+    first, the template's default prefix (``prefix``: :func:`default_prefix_length`) dropped from the later
+    ones. Templates that merge consecutive messages (Qwen-style ChatML puts parallel tool results in one
+    user turn) break it."""
+    if prefix is None:
+        prefix = default_prefix_length(tokenizer)
     pieces: list[int] = []
     for i, message in enumerate(messages):
         ids = chat_token_ids(tokenizer, [message], tools if i == 0 else None, generation_prompt=False)
@@ -250,6 +260,7 @@ def prepare_sft_dataset(
     from continuous_learning.models.chat_templates import ToolSchemaError, verl_messages
 
     records: list[dict[str, str]] = []
+    prefix = default_prefix_length(tokenizer) if tokenizer is not None else 0  # once, not per row
     skipped: dict[str, int] = {}
     for row in _read_table(source_uri).to_pylist():
         extra = row.get("extra_info") or {}
@@ -274,7 +285,7 @@ def prepare_sft_dataset(
         ):
             skipped[TOO_LONG_EXAMPLE] = skipped.get(TOO_LONG_EXAMPLE, 0) + 1
             continue
-        if tokenizer is not None and not renders_turn_by_turn(tokenizer, messages, tools):
+        if tokenizer is not None and not renders_turn_by_turn(tokenizer, messages, tools, prefix):
             skipped[NOT_TURN_BY_TURN] = skipped.get(NOT_TURN_BY_TURN, 0) + 1
             continue
         records.append(
